@@ -16,8 +16,9 @@ d = { 'settings': { 'branch': 'main',
                                 'posebench.core.KeypointSchema.n_kpts': ('core.html#keypointschema.n_kpts', 'posebench/core.py'),
                                 'posebench.core.SchemaError': ('core.html#schemaerror', 'posebench/core.py'),
                                 'posebench.core._infer_flip_pairs': ('core.html#_infer_flip_pairs', 'posebench/core.py'),
+                                'posebench.core.data_root': ('core.html#data_root', 'posebench/core.py'),
                                 'posebench.core.keypoint_side': ('core.html#keypoint_side', 'posebench/core.py'),
+                                'posebench.core.project_root': ('core.html#project_root', 'posebench/core.py'),
                                 'posebench.core.schema_from_coco_category': ('core.html#schema_from_coco_category', 'posebench/core.py'),
                                 'posebench.core.schema_to_coco_category': ('core.html#schema_to_coco_category', 'posebench/core.py')},
-            'posebench.test_utils': { 'posebench.test_utils.project_root': ('test_utils.html#project_root', 'posebench/test_utils.py'),
-                                      'posebench.test_utils.shared_data': ('test_utils.html#shared_data', 'posebench/test_utils.py')}}}
+            'posebench.test_utils': {'posebench.test_utils.shared_data': ('test_utils.html#shared_data', 'posebench/test_utils.py')}}}
