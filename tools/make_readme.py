@@ -1,5 +1,6 @@
 """README.md from nbs/index.ipynb: execute the notebook (so every figure is made by the code), drop nbdev's hidden
 cells and directives, convert to markdown. Figures go to README_files/. `--check` compares the text only."""
+import os
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ _DIRECTIVE = re.compile(r'^#\|\s*([\w-]+)')
 
 
 def render(execute: bool = True) -> tuple[str, dict]:
+    os.environ.pop('MPLBACKEND', None)  # the kernel's inline backend, not a headless Agg set by the test script
     nb = nbformat.read(ROOT / 'nbs' / 'index.ipynb', as_version=4)
     if execute: NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(ROOT / 'nbs')}}).execute()
     cells = []
