@@ -1,0 +1,80 @@
+"""The codec benchmark run notebook (nbs/runs/codec_benchmark.ipynb), run small through the real `posebench run`
+command: its tables are written, agree with metrics.json, and hold the values the library computes."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posebench.codecs.bench import coco_keypoint_ap, coco_results, decoder_suite, published_codecs, topdown_decode, topdown_encode
+from posebench.data.readers import read_coco
+
+
+def posebench_cmd():
+    exe = Path(sys.executable).parent / 'posebench'
+    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
+
+
+def read_csv(p):
+    with open(p) as f: return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('cb')
+    args = ['run', 'codec_benchmark', '-q', '-p', 'reps', '1', '-p', 'batch', '4x17x32x24', '-p', 'synthetic_images', '4',
+            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False',
+            '-p', 'synthetic_root', str(tmp / 'synthetic'), '--out', str(tmp / 'runs')]
+    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
+    return d
+
+
+def test_tables_written(run):
+    for n in ('decode_speed_cpu', 'encode_throughput', 'roundtrip', 'outside_crop', 'dark_claim', 'ap_grid_synthetic-val_128x96_s1'):
+        assert (run / f'{n}.csv').stat().st_size > 0 and (run / f'{n}.md').read_text().startswith('**'), n
+    m = json.loads((run / 'metrics.json').read_text())
+    assert m['batch'] == [4, 17, 32, 24] and m['reps'] == 1
+
+
+def test_speed_table_is_measured(run):
+    m = json.loads((run / 'metrics.json').read_text())
+    rows = read_csv(run / 'decode_speed_cpu.csv')
+    names = [r['name'] for r in rows]
+    assert names[0] == 'plain argmax' and {'dark', 'dark_udp', 'integral sihn', 'reference dark'} <= set(names)
+    by = {r['name']: float(r['median_ms']) for r in rows}
+    assert all(v > 0 for v in by.values())
+    assert m['decode_speed_cpu']['dark_over_plain_argmax'] == pytest.approx(by['dark'] / by['plain argmax'], rel=1e-9)
+    assert m['decode_speed_cpu']['reference_over_dark'] == pytest.approx(by['reference dark'] / by['dark'], rel=1e-9)
+    for r in rows: assert float(r['x_plain_argmax']) == pytest.approx(by[r['name']] / by['plain argmax'], rel=1e-9)
+    err = {r['name']: float(r['err_interior']) for r in rows}
+    assert err['dark'] < err['quarter'] < err['argmax'] and err['dark'] == pytest.approx(err['reference dark'], abs=1e-3)
+    enc = read_csv(run / 'encode_throughput.csv')
+    assert [r['encoding'] for r in enc] == ['msra', 'dark', 'udp', 'integral'] and all(float(r['persons_per_s']) > 0 for r in enc)
+
+
+def test_roundtrip_matches_library(run):
+    rows = read_csv(run / 'roundtrip.csv')
+    assert {r['encoding'] for r in rows} == {'msra', 'dark', 'udp', 'integral'} and {r['data'] for r in rows} == {'synthetic-val'}
+    assert len(rows) == 4 * 8
+    sa = read_coco(run.parent.parent / 'synthetic' / 'annotations' / 'person_keypoints_val.json')
+    keep = sorted(sa.images)[:4]
+    recs = [r for r in sa.records if r.image_id in keep]
+    codec = published_codecs((96, 128), 1.)['dark']
+    k, s = topdown_decode(topdown_encode(recs, codec), decoder_suite(codec)['dark'])
+    ap = coco_keypoint_ap(sa.coco, coco_results(recs, k, s), img_ids=keep)
+    row = next(r for r in rows if r['encoding'] == 'dark' and r['decoder'] == 'dark')
+    assert float(row['AP']) == pytest.approx(ap['AP'], abs=1e-9) and float(row['AP75']) == pytest.approx(ap['AP75'], abs=1e-9)
+    grid = read_csv(run / 'ap_grid_synthetic-val_128x96_s1.csv')
+    assert float(next(g for g in grid if g['encoding'] == 'dark')['dark']) == pytest.approx(ap['AP'], abs=1e-9)
+    claim = read_csv(run / 'dark_claim.csv')[0]
+    base = next(r for r in rows if r['encoding'] == 'msra' and r['decoder'] == 'quarter')
+    assert float(claim['gain']) == pytest.approx(ap['AP'] - float(base['AP']), abs=1e-9)
+    crop = read_csv(run / 'outside_crop.csv')[0]
+    lab = sum(int((r.vis > 0).sum()) for r in recs)
+    assert int(crop['labelled']) == lab and 0 <= int(crop['outside_crop']) < lab
+    assert np.isfinite([float(r['err_px']) for r in rows]).all()
