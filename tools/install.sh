@@ -44,4 +44,16 @@ if ! have_torch; then
   fi
 fi
 "${pip[@]}" install -e ".[${extras}]"
+
+# The dev extra's test suite checks the docs site in a real browser: Debian's chromium (never `playwright install`).
+if [[ ",${extras}," == *,dev,* ]] && [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then
+    as_root=(); [ "$(id -u)" = 0 ] || as_root=(sudo -n)
+    echo "install.sh: installing Debian's chromium for the docs browser test"
+    "${as_root[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "install.sh: NOTE: no /usr/bin/chromium; the docs browser test will be SKIPPED. Install it with:"
+    echo "    sudo apt-get install -y chromium fonts-dejavu-core"
+  fi
+fi
 .venv/bin/python -c "import torch, posebench; print(f'install.sh: posebench {posebench.__version__}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}')"

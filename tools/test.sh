@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite (run by .ci/run after `tools/install.sh dev`): notebooks and package in sync, notebooks clean,
-# every notebook executed by nbdev_test (cells flagged `#| slow` / `#| cuda` skipped), ruff, then pytest, whose
+# every notebook executed by nbdev_test (cells flagged `#| slow` / `#| cuda` skipped), ruff, the docs site built, then
+# pytest (tests/test_docs.py checks the site, in Chromium too), whose
 # summary line ends the output. Tests that need ../shared/data skip with a printed reason where it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ ruff check --select F posebench
 
 step "notebooks (nbdev_test)"
 nbdev_test --n_workers 2 --timing
+
+step "docs site (python tools/docs.py build; checked by tests/test_docs.py below)"
+python tools/docs.py build --quiet
 
 step "pytest"
 pytest -q tests
