@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['COCO17', 'MPII16', 'CROWDPOSE14', 'SCHEMAS', 'SchemaError', 'keypoint_side', 'KeypointSchema',
+__all__ = ['COCO17', 'MPII16', 'CROWDPOSE14', 'SCHEMAS', 'SchemaError', 'keypoint_side', 'keypoint_part', 'KeypointSchema',
            'schema_from_coco_category', 'schema_to_coco_category', 'project_root', 'data_root']
 
 # %% ../nbs/00_core.ipynb #5f013a8d
@@ -28,6 +28,14 @@ def keypoint_side(name: str) -> str:
     if n.startswith(('left', 'l_')): return 'left'
     if n.startswith(('right', 'r_')): return 'right'
     return 'centre'
+
+# %% ../nbs/00_core.ipynb #f551474b
+_LOWER_BODY_WORDS = ('hip', 'knee', 'ankle', 'pelvis', 'foot', 'feet', 'toe', 'heel', 'leg', 'thigh', 'shin', 'calf')
+
+def keypoint_part(name: str) -> str:
+    "'upper' or 'lower' body, read from a keypoint name such as 'left_hip' (lower) or 'neck' (upper)."
+    n = name.lower()
+    return 'lower' if any(w in n for w in _LOWER_BODY_WORDS) else 'upper'
 
 # %% ../nbs/00_core.ipynb #8f84d9f4
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class KeypointSchema:
         p = np.arange(self.n_kpts)
         for i, j in self.flip_pairs: p[i], p[j] = j, i
         return p
+
+    @property
+    def upper_body(self) -> np.ndarray:
+        "Indices of the upper-body keypoints (`keypoint_part`); the others are the lower body."
+        return np.array([k for k, n in enumerate(self.keypoints) if keypoint_part(n) == 'upper'], dtype=np.int64)
 
     @property
     def edge_colours(self) -> tuple[tuple[int, int, int], ...]:
