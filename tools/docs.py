@@ -114,7 +114,10 @@ def _exec_one(src: str, dst: str, key: str, flags: list[str], allow_errors: bool
     "Execute one notebook like nbdev_test (execnb.CaptureShell, cwd = its folder) and save it with its outputs."
     os.environ.pop('MPLBACKEND', None)  # execnb's inline backend captures figures; a headless Agg would not
     os.environ.update(IN_TEST='1', PLOTLY_RENDERER=PLOTLY_RENDERER)
-    from execnb.nbio import read_nb, write_nb
+    import multiprocessing
+    if 'fork' in multiprocessing.get_all_start_methods():  # this worker was spawned, which made 'spawn' its default:
+        multiprocessing.set_start_method('fork', force=True)  # restore the platform's, as under nbdev_test (DataLoader
+    from execnb.nbio import read_nb, write_nb                  # workers must see classes the notebook defines)
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbdev.frontmatter import FrontmatterProc
@@ -191,7 +194,10 @@ def _proc_one(src: str, dst: str) -> tuple[str, str]:
     "nbdev's FilterDefaults processors on one executed notebook (what `nbdev.serve.proc_nbs` runs per file)."
     os.environ.pop('MPLBACKEND', None)
     os.environ.update(IN_TEST='1', PLOTLY_RENDERER=PLOTLY_RENDERER)
-    from execnb.nbio import read_nb, write_nb
+    import multiprocessing
+    if 'fork' in multiprocessing.get_all_start_methods():  # this worker was spawned, which made 'spawn' its default:
+        multiprocessing.set_start_method('fork', force=True)  # restore the platform's, as under nbdev_test (DataLoader
+    from execnb.nbio import read_nb, write_nb                  # workers must see classes the notebook defines)
     from fastcore.xtras import working_directory
     from nbdev import processors
 
