@@ -112,13 +112,16 @@ def test_coco_files_and_determinism(tmp_path):
 def test_ensure_synthetic(tmp_path, monkeypatch):
     monkeypatch.setenv('POSEBENCH_DATA', str(tmp_path))
     root = ensure_synthetic(n_train=6, n_val=3, verbose=False)
-    assert root == tmp_path / 'synthetic'
+    assert root.parent == tmp_path and root.name.startswith('synthetic-')  # not the default size: its own folder
     man = json.loads((root / 'manifest.json').read_text())
     assert man['version'] == syn.GENERATOR_VERSION and man['counts'] == dict(train=6, val=3) and man['seed'] == 0
     stamp = (root / 'annotations/person_keypoints_val.json').stat().st_mtime_ns
     assert ensure_synthetic(n_train=6, n_val=3) == root  # unchanged: nothing rewritten
     assert (root / 'annotations/person_keypoints_val.json').stat().st_mtime_ns == stamp
-    ensure_synthetic(n_train=4, n_val=3, verbose=False)
+    small = ensure_synthetic(n_train=4, n_val=3, verbose=False)  # another size: another folder, the first one untouched
+    assert small != root and len(list((small / 'images/train').glob('*.jpg'))) == 4
+    assert (root / 'annotations/person_keypoints_val.json').stat().st_mtime_ns == stamp
+    assert ensure_synthetic(root, n_train=4, n_val=3, verbose=False) == root  # an explicit folder is regenerated to the request
     assert len(list((root / 'images/train').glob('*.jpg'))) == 4
     other = ensure_synthetic(n_train=2, n_val=1, cfg=SynthConfig(size=(128, 96)), verbose=False)
     assert other.name.startswith('synthetic-') and other != root

@@ -450,8 +450,9 @@ def ensure_synthetic(root=None, n_train: int = 2000, n_val: int = 500, seed: int
     cfg = cfg or SynthConfig()
     want = _manifest(cfg, seed, dict(train=n_train, val=n_val))
     if root is None:
-        tag = hashlib.sha1(json.dumps([want['config'], seed]).encode()).hexdigest()[:8]
-        root = data_root() / ('synthetic' if cfg == SynthConfig() and seed == 0 else f'synthetic-{tag}')
+        default = cfg == SynthConfig() and seed == 0 and (n_train, n_val) == (2000, 500)
+        tag = hashlib.sha1(json.dumps([want['config'], seed, want['counts']]).encode()).hexdigest()[:8]
+        root = data_root() / ('synthetic' if default else f'synthetic-{tag}')  # each size its own folder: no thrashing
     root = Path(root); man = root / 'manifest.json'
     if man.exists() and json.loads(man.read_text()) == want: return root
     root.parent.mkdir(parents=True, exist_ok=True)
