@@ -191,3 +191,9 @@ def test_bench_still_works_and_agrees(shared):
     old = coco_keypoint_ap(val.coco, coco_results(val, k, s))
     new = coco_eval(val, KeypointResults([r.image_id for r in val], k, s, np.ones(len(val)), 'gt'))
     assert old['AP'] == pytest.approx(100 * new['AP'], abs=1e-9)
+
+
+def test_empty_results_to_coco():
+    from posebench.eval.coco import KeypointResults
+    r = KeypointResults(np.zeros(0, np.int64), np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros(0), 'gt')
+    assert len(r) == 0 and r.to_coco() == []

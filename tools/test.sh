@@ -26,10 +26,11 @@ ruff check --select F posebench
 [ -d ../shared/data ] || echo "NOTE: ../shared/data not found: tests on the real samples will be SKIPPED (CI has it)."
 
 step "notebooks (nbdev_test)"
-nbdev_test --n_workers 2 --timing
+# one thread per notebook: two notebooks run at once on 2 cores, and oversubscribed OpenMP threads spin (8x slower)
+OMP_NUM_THREADS=1 nbdev_test --n_workers 2 --timing
 
 step "docs site (python tools/docs.py build; checked by tests/test_docs.py below)"
-python tools/docs.py build --quiet
+OMP_NUM_THREADS=1 python tools/docs.py build --quiet
 
 step "pytest"
 pytest -q tests

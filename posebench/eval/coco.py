@@ -132,7 +132,7 @@ class KeypointResults:
 # %% ../../nbs/40_eval.coco.ipynb #a474ea1f
 def _to_coco(self) -> list:
     "The COCO results list: `{image_id, category_id, keypoints [x, y, score] * K, score}` per person."
-    kp = np.concatenate([self.kpts, self.kpt_scores[..., None]], -1).reshape(len(self), -1).tolist()
+    kp = np.concatenate([self.kpts, self.kpt_scores[..., None]], -1).reshape(len(self), 3 * self.n_kpts).tolist()  # [] for no persons
     return [dict(image_id=i, category_id=self.category_id, keypoints=k, score=s) for i, k, s in zip(self.image_id.tolist(), kp, self.score.tolist())]
 
 def _entry(e, i: int, K: int, images, category_id, file):

@@ -5,7 +5,7 @@
 # %% ../../nbs/44_eval.topdown.ipynb #f8558345
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch

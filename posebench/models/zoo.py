@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import nn
 
-from ..codecs.gaussian import GaussianHeatmap, dark_heatmap, msra_heatmap, udp_heatmap
+from ..codecs.gaussian import dark_heatmap, msra_heatmap, udp_heatmap
 from ..codecs.integral import IntegralHeatmap
 from . import higherhrnet, hourglass, hrnet, resnet
 
