@@ -27,9 +27,12 @@ __all__ = ['parse_value', 'RunError', 'notebook_parameters', 'resolve_notebook',
 
 # %% ../nbs/90_runner.ipynb #bf670453
 def parse_value(s: str):
-    "A command-line value typed as papermill does: bool, None, int, float, else str."
+    "A command-line value typed as papermill does (bool, None, int, float, else str), and a Python list/tuple/dict literal."
     if s in ('True', 'False'): return s == 'True'
     if s == 'None': return None
+    if s[:1] in '[({' and s[-1:] in '])}':  # e.g. -p milestones "[170, 200]": papermill's -p would keep the string
+        try: return ast.literal_eval(s)
+        except (ValueError, SyntaxError): pass
     for t in (int, float):
         try: return t(s)
         except ValueError: pass

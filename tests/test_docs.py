@@ -55,7 +55,8 @@ def test_every_notebook_has_its_page(site):
     for nb in nbs:
         page = site / f'{docs.page_name(nb)}.html'
         assert page.exists(), f'{nb.relative_to(ROOT)}: no page {page.relative_to(site)}'
-        title = json.loads(nb.read_text(encoding='utf-8'))['cells'][0]['source']
+        cells = json.loads(nb.read_text(encoding='utf-8'))['cells']
+        title = next((c['source'] for c in cells if c['cell_type'] == 'markdown'), '')  # after any raw frontmatter cell
         title = ''.join(title).splitlines()[0].lstrip('# ').strip() if title else ''
         if title: assert title.split('`')[0].strip()[:20] in page.read_text(encoding='utf-8'), f'{page.name}: title {title!r} missing'
         sec = docs.section_of(nb)

@@ -169,6 +169,9 @@ def test_parse_value_like_papermill():
     for s in ['True', 'False', 'None', '3', '-3', '2.5', '1e-4', 'inf', 'synthetic', 'a/b.json', 'true', '0x1f', '']:
         a, b = parse_value(s), _resolve_type(s)
         assert type(a) is type(b) and a == b, s
+    # beyond papermill's -p: Python literals of lists, tuples and dicts (papermill needs -y for those)
+    assert parse_value('[170, 200]') == [170, 200] and parse_value('(1, 2.5)') == (1, 2.5) and parse_value("{'a': 1}") == {'a': 1}
+    assert parse_value('[not python') == '[not python' and parse_value('[a, b]') == '[a, b]'  # not literals: kept as strings
 
 
 def test_notebook_parameters_of_study():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from posebench.codecs.gaussian import msra_heatmap, udp_heatmap
+from posebench.codecs.gaussian import dark_heatmap, msra_heatmap, udp_heatmap
 from posebench.codecs.integral import IntegralHeatmap
 from posebench.core import COCO17, MPII16
 from posebench.data.readers import read_coco, read_detections, read_mpii
@@ -173,6 +173,10 @@ def test_check_batch(ann, codec):
     with pytest.raises(BatchError, match='all targets are zero: the 8 samples'): check_batch(empty)
     with pytest.raises(BatchError, match='every weight is 0'): check_batch({**good, 'weight': torch.zeros_like(good['weight'])})
     with pytest.raises(BatchError, match='the codec rendered nothing'): check_batch({**good, 'target': torch.zeros_like(good['target'])})
+    with pytest.raises(BatchError, match=r'nearly\) zero: the largest value in the batch is'):
+        check_batch({**good, 'target': torch.full_like(good['target'], 1e-40)})
+    tiny = TopDownDataset(ann, dark_heatmap((96, 128), (24, 32), 0.01), train=True)  # a σ far below the pixel grid
+    with pytest.raises(BatchError, match='nearly'): check_batch(next(iter(DataLoader(tiny, batch_size=8))))
 
 
 def test_bad_images(ann, codec, tmp_path):

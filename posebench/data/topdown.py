@@ -19,9 +19,9 @@ from .readers import Detections, PoseAnnotations
 from ..geometry import PIXEL_STD, apply_affine, box_to_cs, cs_to_box, flip_points, get_affine, invert_affine, warp_image
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'MIN_CROP_PX', 'AugParams', 'Augment', 'sample_rng', 'half_body_cs',
-           'read_image', 'colour_jitter', 'normalise', 'denormalise', 'TopDownDataset', 'kpts_to_image', 'BatchError',
-           'check_batch', 'loader_timing']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'MIN_CROP_PX', 'MIN_TARGET_PEAK', 'AugParams', 'Augment', 'sample_rng',
+           'half_body_cs', 'read_image', 'colour_jitter', 'normalise', 'denormalise', 'TopDownDataset', 'kpts_to_image',
+           'BatchError', 'check_batch', 'loader_timing']
 
 # %% ../../nbs/06_data.topdown.ipynb #a25706bf
 @dataclass(frozen=True)
@@ -318,6 +318,8 @@ def kpts_to_image(kpts, meta: dict, flip_index=None):
 class BatchError(RuntimeError):
     "A batch that would train on nothing: no labelled keypoints, all outside their crops, or all targets zero."
 
+MIN_TARGET_PEAK = 1e-6  # below this everywhere a batch has learnt nothing (heatmap peaks are ~1; integral targets ~1/(2πσ²))
+
 def check_batch(batch: dict) -> dict:
     "`batch` unchanged, or `BatchError` if all its targets are zero or all its labelled keypoints fall outside their crops."
     vis, kpts, weight, target = batch['vis'], batch['kpts'], batch['weight'], batch['target']
@@ -337,6 +339,10 @@ def check_batch(batch: dict) -> dict:
         raise BatchError(f'all targets are zero: every weight is 0 although {n} keypoints are labelled{which}')
     if not bool((target != 0).any()):
         raise BatchError(f'all targets are zero although {int((weight > 0).sum())} keypoints have weight > 0{which}: the codec rendered nothing')
+    peak = float(target.abs().amax())
+    if peak < MIN_TARGET_PEAK:  # e.g. a sub-pixel σ: Gaussians that fall between the pixel centres underflow to ~1e-40
+        raise BatchError(f'all targets are (nearly) zero: the largest value in the batch is {peak:.3g} < {MIN_TARGET_PEAK:g}{which}: '
+                         'σ too small for the heatmap grid?')
     return batch
 
 # %% ../../nbs/06_data.topdown.ipynb #b9730f49
