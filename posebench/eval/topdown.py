@@ -20,8 +20,8 @@ from ..data.topdown import TopDownDataset, kpts_to_image
 from .coco import KeypointResults, crop_area, topdown_results
 
 # %% auto #0
-__all__ = ['DECODER_NAMES', 'model_heatmaps', 'decode_flip', 'decoder_variants', 'TopDownPredictions', 'predict_dataset',
-           'mean_pose', 'mean_pose_predictions']
+__all__ = ['DECODER_NAMES', 'INTEGRAL_BETA', 'model_heatmaps', 'decode_flip', 'decoder_variants', 'TopDownPredictions',
+           'predict_dataset', 'mean_pose', 'mean_pose_predictions']
 
 # %% ../../nbs/44_eval.topdown.ipynb #74586d97
 def _last(out) -> torch.Tensor:
@@ -53,15 +53,16 @@ def decode_flip(codec: HeatmapCodec, hm: torch.Tensor, hm_flipped: torch.Tensor 
 
 # %% ../../nbs/44_eval.topdown.ipynb #91853474
 DECODER_NAMES = ('argmax', 'quarter', 'dark', 'integral')
+INTEGRAL_BETA = 50.  # softmax temperature of the soft-argmax read-out of Gaussian (peak-1) heatmaps
 
-def decoder_variants(codec: HeatmapCodec, names=DECODER_NAMES) -> dict[str, HeatmapCodec]:
+def decoder_variants(codec: HeatmapCodec, names=DECODER_NAMES, integral_beta: float = INTEGRAL_BETA) -> dict[str, HeatmapCodec]:
     "Name → codec with `codec`'s geometry and σ and each decoder of `names` (argmax, quarter, dark, integral)."
     unknown = set(names) - set(DECODER_NAMES)
     if unknown: raise ValueError(f'unknown decoders {sorted(unknown)}; known: {DECODER_NAMES}')
     base = dict(input_size=codec.input_size, heatmap_size=codec.heatmap_size, align=codec.align, flip_shift=codec.flip_shift, sigma=codec.sigma)
     make = {'argmax': lambda: GaussianHeatmap(**base, decoder=Argmax()), 'quarter': lambda: GaussianHeatmap(**base, decoder=QuarterShift()),
             'dark': lambda: GaussianHeatmap(**base, decoder=codec.decoder if isinstance(getattr(codec, 'decoder', None), Dark) else Dark()),
-            'integral': lambda: codec if isinstance(codec, IntegralHeatmap) else IntegralHeatmap(**base, norm='sihn')}
+            'integral': lambda: codec if isinstance(codec, IntegralHeatmap) else IntegralHeatmap(**base, norm='softmax', beta=integral_beta)}
     return {n: make[n]() for n in names}
 
 # %% ../../nbs/44_eval.topdown.ipynb #2438b06b
