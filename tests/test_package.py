@@ -61,4 +61,4 @@ def test_the_two_commands_are_in_the_readme_and_ci_runs_the_second():
     ci = (ROOT / '.ci' / 'run').read_text()
     test_cmd = 'bash tools/install.sh dev && bash tools/test.sh'
     assert test_cmd in readme and test_cmd in ci
-    assert 'bash tools/install.sh run && .venv/bin/posebench run dataset_study' in readme
+    assert 'bash tools/install.sh run && .venv/bin/posebench run train' in readme
