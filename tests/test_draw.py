@@ -36,6 +36,9 @@ def test_draw_pose_artists_match_keypoints(schema):
     drawn = np.concatenate([a.points.get_offsets(), a.occluded_points.get_offsets(),
                             np.reshape(a.edges.get_segments() + a.occluded_edges.get_segments(), (-1, 2))])
     for p in kpts[vis == 0]: assert not np.isclose(drawn, p).all(1).any(), p
+    # one colour overrides the schema's (ground truth under a prediction)
+    w = draw_pose(ax, kpts, vis, schema, colour='white')
+    assert np.allclose(w.points.get_facecolors()[:, :3], 1) and np.allclose(w.edges.get_colors()[:, :3], 1)
 
 
 def test_draw_pose_rejects_bad_shapes():

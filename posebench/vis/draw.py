@@ -50,11 +50,14 @@ def _rgb(c) -> tuple[float, float, float]: return tuple(v / 255 for v in c)
 
 # %% ../../nbs/50_vis.draw.ipynb #edf3a0d1
 def draw_pose(ax: Axes, kpts, vis, schema: KeypointSchema, *, bboxes=None, radius: float = 4., linewidth: float = 2.,
-              alpha: float = .9, box_colour='white', zorder: float = 2.) -> PoseArtists:
-    "Draw N people (`kpts` (N, K, 2) xy, `vis` (N, K) 0/1/2, `bboxes` (N, 4) xywh) with `schema`'s skeleton and colours."
+              alpha: float = .9, box_colour='white', zorder: float = 2., colour=None) -> PoseArtists:
+    "Draw N people (`kpts` (N, K, 2) xy, `vis` (N, K) 0/1/2, `bboxes` (N, 4) xywh) with `schema`'s skeleton and colours (or one `colour`)."
     kpts, vis = _as_people(kpts, vis, schema)
     sk = np.asarray(schema.skeleton, dtype=int).reshape(-1, 2)
     ecol, kcol = np.array([_rgb(c) for c in schema.edge_colours]).reshape(-1, 3), np.array([_rgb(c) for c in schema.colours])
+    if colour is not None:  # one colour for the whole skeleton, e.g. ground truth under a prediction
+        from matplotlib.colors import to_rgb
+        ecol, kcol = np.tile(to_rgb(colour), (len(ecol), 1)), np.tile(to_rgb(colour), (len(kcol), 1))
     vi, vj = vis[:, sk[:, 0]], vis[:, sk[:, 1]]  # (N, E)
     segs = np.stack([kpts[:, sk[:, 0]], kpts[:, sk[:, 1]]], axis=2)  # (N, E, 2 ends, 2 xy)
     def lines(m, style):
