@@ -158,8 +158,8 @@ def run_meta(nb_path: Path, run_dir: Path, params: dict, defaults: dict, kernel:
 
 # %% ../nbs/90_runner.ipynb #e71b6901
 def execute(notebook: str | Path, params: dict | None = None, *, out: str | Path | None = None, name: str | None = None,
-            kernel: str | None = None, argv: list[str] | None = None, log_output: bool = True) -> Path:
-    "Run `notebook` with `params` into a new run folder under `out` (default: the project's `runs/`); return that folder."
+            kernel: str | None = None, argv: list[str] | None = None, log_output: bool = True, run_dir: str | Path | None = None) -> Path:
+    "Run `notebook` with `params` into a new run folder under `out` (default: the project's `runs/`), or into `run_dir` itself; return it."
     nb_path, params = resolve_notebook(notebook), dict(params or {})
     nb = json.loads(nb_path.read_text())
     ks = nb.get('metadata', {}).get('kernelspec', {})  # often stripped by nbdev_clean: default to python3
@@ -168,10 +168,19 @@ def execute(notebook: str | Path, params: dict | None = None, *, out: str | Path
     check_parameters(params, declared, nb_path)
     try: import papermill as pm
     except ImportError: raise RunError("posebench run needs papermill: pip install 'posebench[run]' (the 'run' extra)") from None
-    out = Path(out) if out is not None else (_project() or Path.cwd()) / 'runs'
-    run_dir = new_run_dir(out, name or nb_path.stem)
+    previous = None
+    if run_dir is not None:  # a fixed folder: a second run goes on where the first stopped (the training loop resumes)
+        if out is not None or name is not None: raise RunError('run_dir (--dir) is the run folder itself: not with out (--out) or name (--name)')
+        run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / 'meta.json').exists():
+            k = 1 + sum(1 for _ in run_dir.glob('meta.*.json'))
+            previous = (run_dir / 'meta.json').rename(run_dir / f'meta.{k}.json').name  # every earlier attempt is kept
+    else:
+        out = Path(out) if out is not None else (_project() or Path.cwd()) / 'runs'
+        run_dir = new_run_dir(out, name or nb_path.stem)
     defaults = declared or {}
     meta = run_meta(nb_path, run_dir, params, defaults, kernel, argv)
+    if previous: meta['previous'] = previous
     _write_json(run_dir / 'params.json', params)
     _write_json(run_dir / 'meta.json', meta)
     inject = {**params, **({'out_dir': str(run_dir.resolve())} if 'out_dir' in defaults else {})}
@@ -216,6 +225,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('-r', '--raw', nargs=2, action='append', default=[], metavar=('NAME', 'VALUE'), help='a parameter kept as a string')
     r.add_argument('--out', default=None, help="folder that receives the run folder (default: the project's runs/)")
     r.add_argument('--name', default=None, help='run name (default: the notebook name)')
+    r.add_argument('--dir', default=None, help='run in this folder itself (created if needed; a rerun resumes a training run there); '
+                   'not with --out/--name')
     r.add_argument('--kernel', default=None, help="Jupyter kernel name (default: the notebook's, e.g. python3)")
     r.add_argument('-q', '--quiet', action='store_true', help='do not stream cell output')
     sub.add_parser('fetch', help='download and prepare datasets (posebench.data.fetch)', add_help=False)
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     params.update({k: v for k, v in args.raw})
     try:
         d = execute(args.notebook, params, out=args.out, name=args.name, kernel=args.kernel,
-                    argv=['posebench', *argv], log_output=not args.quiet)
+                    argv=['posebench', *argv], log_output=not args.quiet, run_dir=args.dir)
     except RunError as e:
         print(f'posebench run: error: {e}', file=sys.stderr); return 1
     except Exception as e:  # a kernel that died, a notebook papermill cannot read, ...: meta.json already says failed

@@ -150,6 +150,22 @@ def test_failing_cell(tmp_path):
     assert [e.ename for e in errs] == ['ValueError']
 
 
+def test_fixed_run_dir_keeps_earlier_attempts(tmp_path):
+    "--dir: the same folder on every run (what lets a training notebook resume); each earlier meta.json is kept."
+    nb = write_nb(tmp_path / 'count.ipynb', ('out_dir = None\nfail = False', ['parameters']),
+                  ("from pathlib import Path\nf = Path(out_dir) / 'count.txt'\nn = int(f.read_text()) + 1 if f.exists() else 1\n"
+                   "f.write_text(str(n)); print('attempt', n)\nassert not fail, 'asked to fail'", []))
+    d = tmp_path / 'runs' / 'fixed'
+    assert run_cli('run', nb, '--dir', d, '-p', 'fail', True, cwd=tmp_path).returncode != 0
+    r = run_cli('run', nb, '--dir', d, cwd=tmp_path)
+    assert r.returncode == 0 and 'attempt 2' in r.stdout, r.stdout + r.stderr
+    assert (d / 'count.txt').read_text() == '2' and [p.name for p in (tmp_path / 'runs').iterdir()] == ['fixed']
+    first, last = json.loads((d / 'meta.1.json').read_text()), json.loads((d / 'meta.json').read_text())
+    assert first['status'] == 'failed' and last['status'] == 'ok' and last['previous'] == 'meta.1.json'
+    r = run_cli('run', nb, '--dir', d, '--out', tmp_path, cwd=tmp_path)
+    assert r.returncode != 0 and 'not with out (--out)' in r.stderr
+
+
 def test_unknown_parameter_fails_before_running(tmp_path):
     r = run_cli('run', 'dataset_study', '-p', 'sed', 1, '--out', tmp_path / 'runs', cwd=tmp_path)
     assert r.returncode != 0
