@@ -18,6 +18,7 @@ from ..codecs.integral import IntegralHeatmap
 from ..codecs.refine import Argmax, Dark, QuarterShift
 from ..data.topdown import TopDownDataset, kpts_to_image
 from .coco import KeypointResults, crop_area, topdown_results
+from ..geometry import apply_affine, get_affine, invert_affine
 
 # %% auto #0
 __all__ = ['DECODER_NAMES', 'INTEGRAL_BETA', 'model_heatmaps', 'decode_flip', 'decoder_variants', 'TopDownPredictions',
@@ -120,13 +121,15 @@ def predict_dataset(model: nn.Module, ds: TopDownDataset, decoders: dict | None 
             for n in decoders}
 
 # %% ../../nbs/44_eval.topdown.ipynb #ab8f0c5d
+def _crop_affines(ds: TopDownDataset) -> np.ndarray:
+    "Image → input affines `(N, 2, 3)` of `ds`'s unaugmented crops."
+    return get_affine(ds.samples.centre, ds.samples.scale, ds.input_size, align=ds.codec.align).reshape(-1, 2, 3)
+
 def mean_pose(ds: TopDownDataset) -> np.ndarray:
     "Mean keypoints `(K, 2)` in input px over the labelled keypoints of `ds`'s samples (unaugmented crops)."
-    from posebench.geometry import apply_affine, get_affine
     S = ds.samples
     if len(S.box) == 0: raise ValueError('mean_pose: the dataset has no samples')
-    A = get_affine(S.centre, S.scale, ds.input_size, align=ds.codec.align)  # (N, 2, 3)
-    k = apply_affine(S.kpts, A)  # (N, K, 2) input px
+    k = apply_affine(S.kpts, _crop_affines(ds))  # (N, K, 2) input px
     lab = S.vis > 0
     n = lab.sum(0)
     if (n == 0).any(): raise ValueError(f'mean_pose: keypoints {[ds.schema.keypoints[i] for i in np.flatnonzero(n == 0)]} are never labelled')
@@ -134,9 +137,8 @@ def mean_pose(ds: TopDownDataset) -> np.ndarray:
 
 def mean_pose_predictions(ds: TopDownDataset, pose_in) -> TopDownPredictions:
     "The mean pose `(K, 2)` (input px) placed in every crop of the evaluation dataset `ds`; keypoint scores 1."
-    from posebench.geometry import apply_affine, get_affine, invert_affine
     S, K = ds.samples, ds.schema.n_kpts
-    A = get_affine(S.centre, S.scale, ds.input_size, align=ds.codec.align).reshape(-1, 2, 3)
+    A = _crop_affines(ds)
     kp = apply_affine(np.broadcast_to(np.asarray(pose_in, np.float64), (len(A), K, 2)), invert_affine(A)) if len(A) else np.zeros((0, K, 2))
     ids = np.array([ds.image_ids[i] for i in S.image_index])
     return TopDownPredictions(ids, S.ann_id, S.box, S.box_score.astype(np.float64), crop_area(S.box, ds.aspect_ratio, ds.padding) if len(A) else np.zeros(0),
