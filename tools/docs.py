@@ -215,12 +215,16 @@ def _proc_one(src: str, dst: str) -> tuple[str, str]:
 
     class exec_show_docs(processors.exec_show_docs):
         "As nbdev's, except that a cell mixing imports with other code (which nbdev runs, warning) may fail: only"
-        "exported cells and show_doc cells must run."
+        "exported cells and show_doc cells must run; and a cell keeps the outputs step 1 executed (nbdev's re-run, only"
+        "there to define names for show_doc, would replace them, e.g. with the empty axes of a re-run that failed)."
         def __call__(self, cell):
+            kept = list(cell.get('outputs') or [])  # what step 1 executed: re-running a cell for its names must not replace it
             try: return super().__call__(cell)
             except Exception:
                 if (getattr(cell, 'directives_', {}) or {}).keys() & {'export', 'exports', 'exporti'} or 'show_doc' in cell.source: raise
                 self.k.exc = None
+            finally:
+                if kept and 'show_doc' not in cell.source: cell.outputs = kept
 
     class Filter(processors.FilterDefaults):
         def base_procs(self): return [exec_show_docs if p is processors.exec_show_docs else p for p in super().base_procs()]
