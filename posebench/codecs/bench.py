@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .gaussian import GaussianHeatmap, dark_heatmap, msra_heatmap, udp_heatmap
+from .gaussian import GaussianHeatmap
 from .integral import IntegralHeatmap
 from .refine import Argmax, Dark, QuarterShift, gaussian_maps
 from ..geometry import apply_affine, box_to_cs, get_affine
@@ -81,10 +81,8 @@ def decoder_suite(codec, names=None) -> dict:
 # %% ../../nbs/15_codecs.bench.ipynb #5de4d473
 def published_codecs(input_size, sigma: float, stride: int = 4) -> dict:
     "Name → codec for the MSRA, DARK, UDP and integral encodings at `input_size` (w, h), heatmap `input_size // stride`."
-    ins = tuple(int(v) for v in input_size)
-    hs = (ins[0] // stride, ins[1] // stride)
-    return {'msra': msra_heatmap(ins, hs, sigma), 'dark': dark_heatmap(ins, hs, sigma), 'udp': udp_heatmap(ins, hs, sigma),
-            'integral': IntegralHeatmap(input_size=ins, heatmap_size=hs, sigma=sigma, align='udp')}
+    from posebench.models.zoo import CODECS, build_codec  # the one name → codec table (training notebooks use it too)
+    return {n: build_codec(n, input_size, sigma, stride) for n in CODECS}
 
 # %% ../../nbs/15_codecs.bench.ipynb #66cbf0fd
 @dataclass(frozen=True)
