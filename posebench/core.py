@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #2317239d
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['COCO17', 'MPII16', 'CROWDPOSE14', 'SCHEMAS', 'SchemaError', 'keypoint_side', 'keypoint_part', 'KeypointSchema',
-           'schema_from_coco_category', 'schema_to_coco_category', 'project_root', 'data_root']
+           'schema_from_coco_category', 'schema_to_coco_category', 'project_root', 'data_root', 'resolve_device',
+           'patch']
 
 # %% ../nbs/00_core.ipynb #5f013a8d
 class SchemaError(ValueError):
@@ -173,3 +175,28 @@ def data_root() -> Path:
     "`$POSEBENCH_DATA`, else the project's `data/`, else `./data`."
     if os.environ.get('POSEBENCH_DATA'): return Path(os.environ['POSEBENCH_DATA'])
     return (project_root() or Path.cwd()) / 'data'
+
+# %% ../nbs/00_core.ipynb #07a294f0
+def resolve_device(device='auto', local_rank: int | None = None):
+    "`'auto'`/None → CUDA when available, else CPU; `'cuda'` without CUDA → RuntimeError; a torchrun process → `cuda:local_rank`."
+    import torch  # here, so that `posebench.core` stays a light import
+    if device is None or device == 'auto':
+        if not torch.cuda.is_available(): return torch.device('cpu')
+        device = 'cuda'
+    d = torch.device(device)
+    if d.type == 'cuda':
+        if not torch.cuda.is_available(): raise RuntimeError(f'device {str(device)!r} was asked for, but torch sees no CUDA device')
+        if d.index is None: d = torch.device('cuda', torch.cuda.current_device() if local_rank is None else int(local_rank))
+    return d
+
+# %% ../nbs/00_core.ipynb #7472de49
+def patch(f=None, *, as_prop: bool = False):
+    "Decorator: add `f` to the class annotated on its first parameter (`def m(self: Cls, ...)`) as `Cls.m` (a property if `as_prop`)."
+    if f is None: return lambda g: patch(g, as_prop=as_prop)
+    params = list(inspect.signature(f).parameters.values())
+    ann = params[0].annotation if params else None
+    cls = f.__globals__.get(ann) if isinstance(ann, str) else ann
+    if not isinstance(cls, type) or cls is inspect.Parameter.empty: raise TypeError(f'patch: the first parameter of {f.__name__} must be annotated with a class, got {ann!r}')
+    f.__qualname__ = f'{cls.__name__}.{f.__name__}'
+    setattr(cls, f.__name__, property(f) if as_prop else f)
+    return f
