@@ -224,18 +224,9 @@ def ref_soft_argmax(h) -> np.ndarray:
     return out.reshape(*lead, 2)
 
 # %% ../nbs/96_oracles.ipynb #5921ba90
-def _default_margin(codec) -> float:
-    "The codec's declared `margin` or `interior_margin` (heatmap px), else 3σ, else 2."
-    for a in ('margin', 'interior_margin'):
-        if getattr(codec, a, None) is not None: return float(getattr(codec, a))
-    return 3 * float(codec.sigma) if hasattr(codec, 'sigma') else 2.
-
-def _tols(codec) -> tuple[float, float | None]:
-    "Interior and whole-map round-trip bounds (input px) a codec declares; `None`: no whole-map bound."
-    ti = getattr(codec, 'tol_interior', None)
-    tb = getattr(codec, 'tol_border', None)
-    if tb is None and ti is not None: tb = codec.tol
-    return float(codec.tol if ti is None else ti), (None if tb is None else float(tb))
+def _tols(codec) -> tuple[float, float]:
+    "Interior and whole-map round-trip bounds (input px) the codec declares (`Codec.tol_interior`, `Codec.tol_border`)."
+    return float(codec.tol_interior), float(codec.tol_border)
 
 def _roundtrip(codec, pts: np.ndarray, K: int, as_output=None) -> tuple[np.ndarray, np.ndarray]:
     "Encode points `(n, 2)` (input px) in samples of `K`, decode them: Euclidean errors `(n,)` and weights `(n,)`."
@@ -287,14 +278,14 @@ def _check_one(codec, n: int, seed: int, margin: float, K: int, as_output) -> di
         bp = np.asarray(codec.to_input(_sample(rng, n, 0., hi_all, lambda p: ~inner(p))), np.float64)
         berr, _ = _roundtrip(codec, bp, K, as_output)
         rep.update(border_n=n, border_max=float(berr.max()), border_mean=float(berr.mean()))
-        if tol_all is not None and (not np.isfinite(berr).all() or berr.max() > tol_all): _fail(codec, 'border', berr, bp, tol_all, margin)
+        if not np.isfinite(berr).all() or berr.max() > tol_all: _fail(codec, 'border', berr, bp, tol_all, margin)
     return rep
 
 # %% ../nbs/96_oracles.ipynb #9071a38a
 def check_codec(codec, n: int = 256, seed: int = 0, margin: float | None = None, sizes=None, K: int = 17, as_output=None) -> dict:
     "Round-trip `n` seeded sub-pixel keypoints through `codec.encode`/`decode`; assert the max error (input px) is within tolerance."
     codecs = [codec] if sizes is None else [dataclasses.replace(codec, input_size=tuple(i), heatmap_size=tuple(h)) for i, h in sizes]
-    reps = [_check_one(c, n, seed, _default_margin(c) if margin is None else float(margin), K, as_output) for c in codecs]
+    reps = [_check_one(c, n, seed, float(c.margin) if margin is None else float(margin), K, as_output) for c in codecs]
     bm = [r['border_max'] for r in reps if r['border_n']]
     return dict(n=sum(r['n'] for r in reps), max=max(r['max'] for r in reps), mean=float(np.mean([r['mean'] for r in reps])),
                 tol=reps[0]['tol'], border_max=max(bm) if bm else None, per_size=reps)

@@ -5,7 +5,8 @@
 # %% ../../nbs/10_codecs.core.ipynb #c7189788
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -13,16 +14,15 @@ import torch
 from ..geometry import ALIGNS, apply_affine, resize_points
 
 # %% auto #0
-__all__ = ['Encoded', 'Decoded', 'as_float', 'flat_argmax', 'argmax_2d', 'HeatmapCodec']
+__all__ = ['CODEC_TYPES', 'Encoded', 'Decoded', 'as_float', 'flat_argmax', 'argmax_2d', 'Codec', 'Decoder', 'HeatmapCodec']
 
 # %% ../../nbs/10_codecs.core.ipynb #cbc22444
-@dataclass(frozen=True)
-class Encoded:
-    "Training targets of one sample."
-    targets: np.ndarray  # (K, H, W) float32 heatmaps (or a codec's own target layout)
-    weights: np.ndarray  # (K,) float32: 0 for unlabelled keypoints and targets off the map
-    kpts: np.ndarray | None = None  # (N, K, 2) float32 keypoints in heatmap pixels (coordinate losses)
-    extra: dict = field(default_factory=dict)
+class Encoded(dict):
+    "Training arrays of one sample by target key: exactly its codec's `keys` (heatmap codecs: 'target' `(K, H, W)`, 'weight' `(K,)`)."
+    @property
+    def targets(self) -> np.ndarray: return self['target']
+    @property
+    def weights(self) -> np.ndarray: return self['weight']
 
 @dataclass(frozen=True)
 class Decoded:
@@ -68,15 +68,65 @@ def argmax_2d(hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     centre = torch.tensor([(W - 1) // 2, (H - 1) // 2], device=hm.device)
     return torch.where(valid[..., None], xy, centre), torch.where(valid, val, torch.zeros_like(val)), valid
 
+# %% ../../nbs/10_codecs.core.ipynb #e4acf236
+CODEC_TYPES: dict[str, type] = {}  # every posebench codec and decoder class by name (filled by subclassing)
+
+def _register(cls: type):
+    if cls.__module__.startswith('posebench.') and not cls.__name__.startswith('_'): CODEC_TYPES[cls.__name__] = cls
+
+class Codec:
+    "Base of every codec: declared target keys, decode of a model's output, flip test, one tolerance vocabulary."
+    keys: ClassVar[tuple[str, ...]] = ()  # what `encode` returns (and the dataset carries into the batch)
+
+    def __init_subclass__(cls, **kw): super().__init_subclass__(**kw); _register(cls)
+
+    def encoded(self, **arrays) -> Encoded:
+        "An `Encoded` of `arrays`, which must be exactly the declared `keys`."
+        if set(arrays) != set(self.keys):
+            raise ValueError(f'{type(self).__name__}.encode made {sorted(arrays)} but declares keys {list(self.keys)}')
+        return Encoded(arrays)
+
+    def encode(self, kpts, vis) -> Encoded: raise NotImplementedError
+    def decode(self, out) -> Decoded: raise NotImplementedError
+    def decode_flip(self, out, out_flipped, flip_index) -> Decoded:
+        "Flip test: decode `out` together with `out_flipped`, the output on the mirrored inputs (`flip_index` swaps left/right)."
+        raise NotImplementedError
+
+    @property
+    def margin(self) -> float:
+        "Heatmap pixels from every border beyond which `tol_interior` holds."
+        raise NotImplementedError(f'{type(self).__name__} states no margin')
+    @property
+    def tol_interior(self) -> float:
+        "Round-trip bound in input pixels (Euclidean) for keypoints at least `margin` heatmap px inside every border."
+        raise NotImplementedError(f'{type(self).__name__} states no interior tolerance')
+    @property
+    def tol_border(self) -> float:
+        "Round-trip bound in input pixels (Euclidean) for keypoints anywhere on the heatmap."
+        raise NotImplementedError(f'{type(self).__name__} states no border tolerance')
+
+class Decoder:
+    "Base of heatmap read-outs: `decoder(hm (B, K, H, W), sigma) -> (xy (B, K, 2) heatmap px, scores (B, K))`, with its own error bound."
+    def __init_subclass__(cls, **kw): super().__init_subclass__(**kw); _register(cls)
+    def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]: raise NotImplementedError
+
+    def bound(self, sigma: float, size, *, unbiased: bool, interior: bool) -> float:
+        "Per-axis round-trip error bound (heatmap px) on Gaussian targets of `sigma` on a `size` (W, H) map, interior or anywhere."
+        raise NotImplementedError(f'{type(self).__name__} states no error bound')
+
+    def reach(self, sigma: float) -> float:
+        "Heatmap pixels around the peak the decoder reads (the interior margin must cover them)."
+        return 0.
+
 # %% ../../nbs/10_codecs.core.ipynb #1ff4c668
 @dataclass(frozen=True)
-class HeatmapCodec:
+class HeatmapCodec(Codec):
     "Base of heatmap codecs: sizes, input↔heatmap alignment, flip test, and the batched decode wrapper."
+    keys: ClassVar[tuple[str, ...]] = ('target', 'weight')
     input_size: tuple[int, int] = (192, 256)  # (w, h) model input
     heatmap_size: tuple[int, int] = (48, 64)  # (W, H)
     align: str = 'udp'  # 'udp' or 'hrnet' (see posebench.geometry)
     flip_shift: int | None = None  # columns to shift a flipped-back map; None: 1 for 'hrnet', 0 for 'udp'
-    tol = 0.  # round-trip tolerance in input pixels, declared by each codec
 
     def __post_init__(self):
         if self.align not in ALIGNS: raise ValueError(f'align must be one of {ALIGNS}, got {self.align!r}')
@@ -107,15 +157,23 @@ class HeatmapCodec:
         "The flip-test average of heatmaps and the heatmaps of the mirrored inputs."
         return (hm + self.flip_back(hm_flipped, flip_index)) / 2
 
-    def encode(self, kpts, vis) -> Encoded: raise NotImplementedError
+    def heatmaps(self, out) -> torch.Tensor:
+        "The heatmaps `(B, K, H, W)` this codec reads from a model's output: a tensor, the last of a list (stacks), or `out['heatmaps']`."
+        if isinstance(out, dict):
+            if 'heatmaps' not in out: raise KeyError(f"{type(self).__name__} reads out['heatmaps']; the model returned heads {sorted(out)}")
+            out = out['heatmaps']
+        if isinstance(out, (list, tuple)):
+            if not out: raise ValueError('the model returned an empty list of outputs')
+            out = out[-1]  # stacked Hourglass: the last stack predicts
+        return as_float(out)
 
     def _decode_hm(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Float heatmaps `(B, K, H, W)` → keypoints `(B, K, 2)` in heatmap pixels and scores `(B, K)`."
         raise NotImplementedError
 
-    def decode(self, hm) -> Decoded:
-        "Heatmaps `(B, K, H, W)`, any float dtype and device → `Decoded` in input pixels (N = 1)."
-        hm = as_float(hm)
+    def decode(self, out) -> Decoded:
+        "A model's output (heatmaps `(B, K, H, W)`, any float dtype and device, or a list/dict holding them) → `Decoded` in input px (N = 1)."
+        hm = self.heatmaps(out)
         if tuple(hm.shape[-2:]) != self.heatmap_size[::-1]:
             raise ValueError(f'heatmaps are {tuple(hm.shape[-2:])} (H, W) but the codec expects {self.heatmap_size[::-1]}')
         xy, s = self._decode_hm(hm)
@@ -124,3 +182,7 @@ class HeatmapCodec:
         xy = self.to_input(torch.where((s == 0)[..., None], centre, xy.float()))  # no peak: exactly the centre
         return Decoded(xy[:, None], s.float()[:, None], s.float().mean(-1, keepdim=True) if s.shape[-1] else s.new_zeros(s.shape[0], 1),
                        torch.ones(hm.shape[0], 1, dtype=torch.bool, device=hm.device))
+
+    def decode_flip(self, out, out_flipped, flip_index) -> Decoded:
+        "Flip test: the mirrored input's heatmaps flipped back (`flip_back`) and averaged with `out`'s, then decoded."
+        return self.decode(self.flip_test(self.heatmaps(out), self.heatmaps(out_flipped), flip_index))

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .core import Encoded, HeatmapCodec
+from .core import Decoded, Decoder, Encoded, HeatmapCodec
+from .gaussian import GaussianHeatmap
+from ..core import patch
 from ..geometry import flip_points
 
 # %% auto #0
-__all__ = ['NORMS', 'SCORES', 'softmax_norm', 'sihn_norm', 'soft_argmax', 'dsdt_moments', 'IntegralHeatmap', 'truncation_bias']
+__all__ = ['NORMS', 'SCORES', 'softmax_norm', 'sihn_norm', 'soft_argmax', 'dsdt_moments', 'SoftArgmax', 'IntegralHeatmap',
+           'truncation_bias', 'integral_heatmap']
 
 # %% ../../nbs/13_codecs.integral.ipynb #1c6f8038
 def _upcast(x) -> torch.Tensor:
@@ -63,6 +66,43 @@ def _gauss_1d(c: np.ndarray, n: int, sigma: float) -> np.ndarray:
     s = g.sum(1, keepdims=True)
     return np.divide(g, s, out=np.zeros_like(g), where=s > 0)
 
+# %% ../../nbs/13_codecs.integral.ipynb #33b19f59
+@dataclass(frozen=True)
+class SoftArgmax(Decoder):
+    "Integral read-out: normalise each map (softmax of `beta·h`, or SIHN), take its expectation; no peak → centre, score 0."
+    norm: str = 'softmax'  # 'softmax' or 'sihn'
+    beta: float = 1.  # softmax inverse temperature (SIHN: must be > 0, no effect)
+    eps: float = 1e-12  # SIHN denominator guard
+    score: str = 'mass'  # 'mass' in the ±3σ box around μ, 'max' of the normalised map, or 'one'
+
+    def __post_init__(self):
+        if self.norm not in NORMS: raise ValueError(f'norm must be one of {tuple(NORMS)}, got {self.norm!r}')
+        if self.score not in SCORES: raise ValueError(f'score must be one of {SCORES}, got {self.score!r}')
+        if self.norm == 'sihn' and not self.beta > 0: raise ValueError(f'SIHN needs beta > 0, got {self.beta}')
+
+    def normalise(self, hm) -> torch.Tensor:
+        "Logits `(..., H, W)` → distributions over each map (float32)."
+        return sihn_norm(hm, self.beta, self.eps) if self.norm == 'sihn' else softmax_norm(hm, self.beta)
+
+    def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Logits `(B, K, H, W)` → soft-argmax `(B, K, 2)` in heatmap pixels and scores `(B, K)` (`sigma` sizes the 'mass' box)."
+        H, W = hm.shape[-2:]
+        h = self.normalise(hm)
+        mu, _ = soft_argmax(h)
+        lo, hi = torch.aminmax(hm.flatten(-2), dim=-1)
+        mass = h.sum((-2, -1))  # NaN/inf anywhere in h make it non-finite
+        ok = (hi > lo) & torch.isfinite(mass) & (mass > 0.5)
+        if self.score == 'one': s = torch.ones_like(mu[..., 0])
+        elif self.score == 'max': s = h.flatten(-2).amax(-1)
+        else:  # mass in the ±3σ box around μ: separable, no (B, K, H, W) temporary
+            if sigma is None: raise ValueError("SoftArgmax(score='mass') needs the target sigma")
+            gx, gy = (torch.arange(n, dtype=h.dtype, device=h.device) for n in (W, H))
+            wx = ((gx - mu[..., :1]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, W)
+            wy = ((gy - mu[..., 1:]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, H)
+            s = torch.einsum('bkhw,bkh,bkw->bk', h, wy, wx)
+        centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=mu.dtype, device=mu.device)
+        return torch.where(ok[..., None], mu, centre), torch.where(ok, s, torch.zeros_like(s))
+
 # %% ../../nbs/13_codecs.integral.ipynb #f761a890
 @dataclass(frozen=True)
 class IntegralHeatmap(HeatmapCodec):
@@ -75,14 +115,17 @@ class IntegralHeatmap(HeatmapCodec):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.norm not in NORMS: raise ValueError(f'norm must be one of {tuple(NORMS)}, got {self.norm!r}')
-        if self.score not in SCORES: raise ValueError(f'score must be one of {SCORES}, got {self.score!r}')
         if not self.sigma > 0: raise ValueError(f'sigma must be > 0, got {self.sigma}')
-        if self.norm == 'sihn' and not self.beta > 0: raise ValueError(f'SIHN needs beta > 0, got {self.beta}')
+        self.readout  # validates norm, beta and score
+
+    @property
+    def readout(self) -> SoftArgmax:
+        "The decoder of this codec's logits."
+        return SoftArgmax(self.norm, self.beta, self.eps, self.score)
 
     def normalise(self, hm) -> torch.Tensor:
         "Logits `(..., H, W)` → distributions over each map (float32)."
-        return sihn_norm(hm, self.beta, self.eps) if self.norm == 'sihn' else softmax_norm(hm, self.beta)
+        return self.readout.normalise(hm)
 
     def moments(self, hm) -> tuple[torch.Tensor, torch.Tensor]:
         "Differentiable mean and variance `(..., K, 2)` in heatmap pixels of logits `(..., K, H, W)`."
@@ -93,7 +136,8 @@ class IntegralHeatmap(HeatmapCodec):
         return self.moments(hm)[0]
 
 # %% ../../nbs/13_codecs.integral.ipynb #62d933ec
-def _encode(self: IntegralHeatmap, kpts, vis) -> Encoded:
+@patch
+def encode(self: IntegralHeatmap, kpts, vis) -> Encoded:
     "Keypoints `(K, 2)` or `(1, K, 2)` xy in input pixels, visibility `(K,)` → normalised targets `(K, H, W)`."
     kpts, vis = np.asarray(kpts, dtype=np.float64), np.asarray(vis)
     if kpts.ndim == 3:
@@ -107,30 +151,13 @@ def _encode(self: IntegralHeatmap, kpts, vis) -> Encoded:
     c = np.where(w[:, None], xy, 0.)
     t = _gauss_1d(c[:, 1], H, self.sigma)[:, :, None] * _gauss_1d(c[:, 0], W, self.sigma)[:, None, :]
     t *= w[:, None, None]
-    return Encoded(t.astype(np.float32), w.astype(np.float32), xy[None].astype(np.float32))
-
-IntegralHeatmap.encode = _encode
+    return self.encoded(target=t.astype(np.float32), weight=w.astype(np.float32))
 
 # %% ../../nbs/13_codecs.integral.ipynb #ac05b3ba
+@patch
 def _decode_hm(self: IntegralHeatmap, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Logits `(B, K, H, W)` → soft-argmax `(B, K, 2)` in heatmap pixels and scores `(B, K)`; no peak → centre, 0."
-    H, W = hm.shape[-2:]
-    h = self.normalise(hm)
-    mu, _ = soft_argmax(h)
-    lo, hi = torch.aminmax(hm.flatten(-2), dim=-1)
-    mass = h.sum((-2, -1))  # NaN/inf anywhere in h make it non-finite
-    ok = (hi > lo) & torch.isfinite(mass) & (mass > 0.5)
-    if self.score == 'one': s = torch.ones_like(mu[..., 0])
-    elif self.score == 'max': s = h.flatten(-2).amax(-1)
-    else:  # mass in the ±3σ box around μ: separable, no (B, K, H, W) temporary
-        gx, gy = (torch.arange(n, dtype=h.dtype, device=h.device) for n in (W, H))
-        wx = ((gx - mu[..., :1]).abs() <= 3 * self.sigma).to(h.dtype)  # (B, K, W)
-        wy = ((gy - mu[..., 1:]).abs() <= 3 * self.sigma).to(h.dtype)  # (B, K, H)
-        s = torch.einsum('bkhw,bkh,bkw->bk', h, wy, wx)
-    centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=mu.dtype, device=mu.device)
-    return torch.where(ok[..., None], mu, centre), torch.where(ok, s, torch.zeros_like(s))
-
-IntegralHeatmap._decode_hm = _decode_hm
+    return self.readout(hm, self.sigma)
 
 # %% ../../nbs/13_codecs.integral.ipynb #f630d71f
 def truncation_bias(x, n: int, sigma: float) -> np.ndarray:
@@ -139,25 +166,58 @@ def truncation_bias(x, n: int, sigma: float) -> np.ndarray:
     g = _gauss_1d(x.reshape(-1), n, sigma)
     return (g @ np.arange(n) - x.reshape(-1)).reshape(x.shape)
 
-def _margin(self: IntegralHeatmap) -> float:
-    "Heatmap pixels from every border beyond which `tol` holds (4σ)."
+@patch(as_prop=True)
+def margin(self: IntegralHeatmap) -> float:
+    "Heatmap pixels from every border beyond which `tol_interior` holds (4σ)."
     return 4 * self.sigma
 
-def _tol(self: IntegralHeatmap) -> float:
+@patch(as_prop=True)
+def tol_interior(self: IntegralHeatmap) -> float:
     "Round-trip tolerance in input pixels for keypoints `margin` heatmap px inside the map (float32 rounding)."
     return 2e-3 * max(float(s) for s in self.to_input(np.ones(2)))
 
-def _tol_border(self: IntegralHeatmap) -> float:
+@patch(as_prop=True)
+def tol_border(self: IntegralHeatmap) -> float:
     "Worst round-trip error in input pixels anywhere on the map's pixel extent (the truncation bias)."
     sc = self.to_input(np.ones(2))
     b = [np.abs(truncation_bias(np.linspace(-0.5, min(n, 8 * self.sigma), 801), n, self.sigma)).max() for n in self.heatmap_size]
-    return float(math.hypot(b[0] * sc[0], b[1] * sc[1])) + self.tol
+    return float(math.hypot(b[0] * sc[0], b[1] * sc[1])) + self.tol_interior
 
-IntegralHeatmap.margin, IntegralHeatmap.tol, IntegralHeatmap.tol_border = property(_margin), property(_tol), property(_tol_border)
+# %% ../../nbs/13_codecs.integral.ipynb #e6ec8ab3
+@patch
+def bound(self: SoftArgmax, sigma: float, size, *, unbiased: bool, interior: bool) -> float:
+    "Per-axis bound (heatmap px) on peak-1 Gaussian targets: SIHN exact (+ the truncation bias anywhere), softmax(β ≥ 20) 0.5."
+    if self.norm == 'softmax':
+        if self.beta < 20: raise ValueError(f'SoftArgmax(softmax, beta={self.beta}) has no error bound on peak-1 heatmaps (the background pulls it); use beta >= 20 or SIHN')
+        return 0.5
+    e = 2e-3 + (0. if unbiased else 0.5)
+    if interior: return e
+    return e + max(np.abs(truncation_bias(np.linspace(-0.5, min(n, 8 * sigma), 801), n, sigma)).max() for n in size)
+
+@patch
+def reach(self: SoftArgmax, sigma: float) -> float: return float(4 * sigma if self.norm == 'sihn' else 0.)
 
 # %% ../../nbs/13_codecs.integral.ipynb #144827bf
-def _flip_test_kpts(self: IntegralHeatmap, kpts, kpts_flipped, flip_index) -> torch.Tensor:
+@patch
+def flip_test_kpts(self: IntegralHeatmap, kpts, kpts_flipped, flip_index) -> torch.Tensor:
     "Average keypoints `(..., K, 2)` in input pixels with those of the mirrored input, flipped back."
     return (kpts + flip_points(kpts_flipped, self.input_size[0], flip_index)) / 2
 
-IntegralHeatmap.flip_test_kpts = _flip_test_kpts
+@patch
+def decode_flip(self: IntegralHeatmap, out, out_flipped, flip_index) -> Decoded:
+    "Flip test on coordinates: decode both outputs, flip the mirrored keypoints back, average keypoints and scores."
+    d, df = self.decode(out), self.decode(out_flipped)
+    fi = torch.as_tensor(np.asarray(flip_index), dtype=torch.long, device=d.scores.device)
+    s = (d.scores + df.scores[..., fi]) / 2
+    return Decoded(self.flip_test_kpts(d.kpts, df.kpts, flip_index), s, s.mean(-1), d.mask)
+
+@patch
+def with_decoder(self: IntegralHeatmap, decoder: Decoder) -> HeatmapCodec:
+    "Its own codec for a `SoftArgmax` (the integral read-out of its logits), else a Gaussian codec of the same geometry and σ with `decoder`."
+    if isinstance(decoder, SoftArgmax): return self
+    return GaussianHeatmap(input_size=self.input_size, heatmap_size=self.heatmap_size, align=self.align, flip_shift=self.flip_shift,
+                           sigma=self.sigma, decoder=decoder)
+
+def integral_heatmap(input_size, heatmap_size, sigma: float = 2., **kw) -> IntegralHeatmap:
+    "Integral regression (Sun et al. 2018): (w-1)-aligned normalised Gaussian targets, softmax soft-argmax read-out."
+    return IntegralHeatmap(**{**dict(input_size=input_size, heatmap_size=heatmap_size, sigma=sigma, align='udp'), **kw})
