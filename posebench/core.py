@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['COCO17', 'MPII16', 'CROWDPOSE14', 'SCHEMAS', 'SchemaError', 'keypoint_side', 'keypoint_part', 'KeypointSchema',
            'schema_from_coco_category', 'schema_to_coco_category', 'project_root', 'data_root', 'resolve_device',
-           'patch']
+           'timeit', 'patch']
 
 # %% ../nbs/00_core.ipynb #5f013a8d
 class SchemaError(ValueError):
@@ -188,6 +190,20 @@ def resolve_device(device='auto', local_rank: int | None = None):
         if not torch.cuda.is_available(): raise RuntimeError(f'device {str(device)!r} was asked for, but torch sees no CUDA device')
         if d.index is None: d = torch.device('cuda', torch.cuda.current_device() if local_rank is None else int(local_rank))
     return d
+
+# %% ../nbs/00_core.ipynb #2e75f626
+def timeit(fn, reps: int = 5, warmup: int = 1, device=None) -> dict:
+    "Median/min/max milliseconds of `reps` calls of `fn()` after `warmup` untimed ones; synchronises CUDA."
+    if reps < 1: raise ValueError(f'reps must be >= 1, got {reps}')
+    import torch
+    cuda = device is not None and torch.device(device).type == 'cuda'
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(warmup): fn()
+    ts = []
+    for _ in range(reps):
+        sync(); t = time.perf_counter(); fn(); sync()
+        ts.append((time.perf_counter() - t) * 1e3)
+    return dict(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), reps=reps)
 
 # %% ../nbs/00_core.ipynb #7472de49
 def patch(f=None, *, as_prop: bool = False):

@@ -14,17 +14,14 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..codecs.core import HeatmapCodec
-from ..codecs.gaussian import GaussianHeatmap
-from ..codecs.integral import IntegralHeatmap
-from ..codecs.refine import Argmax, Dark, QuarterShift
-from ..core import KeypointSchema, schema_from_coco_category, schema_to_coco_category
+from ..codecs.core import CODEC_TYPES, Codec
+from ..core import KeypointSchema, resolve_device, schema_from_coco_category, schema_to_coco_category
 from .checkpoint import CheckpointError, _torch_load, load_checkpoint
 from .zoo import MODELS, build_model, model_kind
 
 # %% auto #0
-__all__ = ['CODEC_TYPES', 'BUNDLE_FORMAT', 'BUNDLE_VERSION', 'plain', 'codec_to_dict', 'codec_from_dict', 'schema_to_dict',
-           'schema_from_dict', 'save_model', 'Bundle', 'resolve_device', 'load_model']
+__all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'plain', 'codec_to_dict', 'codec_from_dict', 'schema_to_dict', 'schema_from_dict',
+           'save_model', 'Bundle', 'load_model']
 
 # %% ../../nbs/28_models.bundle.ipynb #651164cc
 def plain(v, where: str = 'value'):
@@ -42,8 +39,6 @@ def plain(v, where: str = 'value'):
     raise TypeError(f'{where}: a {type(v).__name__} is not a plain value (None, bool, int, float, str, list, dict, tensor){hint}')
 
 # %% ../../nbs/28_models.bundle.ipynb #1eec9a25
-CODEC_TYPES = {c.__name__: c for c in (GaussianHeatmap, IntegralHeatmap, Argmax, QuarterShift, Dark)}
-
 def codec_to_dict(codec) -> dict:
     "A codec or decoder as `{'type': class name, field: value, ...}` (nested decoders likewise); plain values only."
     t = type(codec)
@@ -100,7 +95,7 @@ def _check_fits(sd: dict, arch: str, n_kpts: int, arch_kw: dict, codec) -> None:
     if model_kind(arch) == 'bottomup': return
     w, h = codec.input_size
     with torch.no_grad(): out = ref.eval()(torch.zeros(1, 3, h, w, device='meta'))
-    out = out[-1] if isinstance(out, (list, tuple)) else out
+    out = codec.heatmaps(out)
     if tuple(out.shape[-2:]) != tuple(codec.heatmap_size[::-1]):
         raise ValueError(f'{arch} makes {out.shape[-1]}x{out.shape[-2]} heatmaps from {w}x{h} inputs, but the codec expects '
                          f'{codec.heatmap_size[0]}x{codec.heatmap_size[1]}: wrong codec for this model?')
@@ -110,7 +105,7 @@ def save_model(path, model: nn.Module, *, arch: str, codec, schema: KeypointSche
                arch_kw: dict | None = None) -> Path:
     "Write `model` (built by `build_model(arch, n_kpts=schema.n_kpts, **arch_kw)`) with its `codec` and `schema` to a bundle file."
     if arch not in MODELS: raise ValueError(f'unknown architecture {arch!r}; known: {", ".join(MODELS)}')
-    if not isinstance(codec, HeatmapCodec): raise TypeError(f'codec must be a posebench heatmap codec, got {type(codec).__name__}')
+    if not isinstance(codec, Codec): raise TypeError(f'codec must be a posebench codec, got {type(codec).__name__}')
     if not isinstance(schema, KeypointSchema): raise TypeError(f'schema must be a KeypointSchema, got {type(schema).__name__}')
     arch_kw = plain(dict(arch_kw or {}), 'arch_kw')
     sd = _weights(model)
@@ -131,7 +126,7 @@ def save_model(path, model: nn.Module, *, arch: str, codec, schema: KeypointSche
 class Bundle:
     "A loaded bundle: the model (eval mode) and the codec, schema and architecture it was trained with."
     model: nn.Module
-    codec: HeatmapCodec
+    codec: Codec
     schema: KeypointSchema
     arch: str
     extra: dict = field(default_factory=dict)
@@ -144,11 +139,6 @@ class Bundle:
         w, h = self.codec.input_size
         return (f'Bundle({self.arch}, {type(self.codec).__name__} {w}x{h}, schema={self.schema.name} K={self.schema.n_kpts}'
                 + (f', file={Path(self.file).name}' if self.file else '') + ')')
-
-def resolve_device(device) -> torch.device:
-    "`'auto'` → CUDA if available else CPU; anything else as `torch.device`."
-    if device in (None, 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(device)
 
 # %% ../../nbs/28_models.bundle.ipynb #3942e87c
 def load_model(path, device='cpu') -> Bundle:

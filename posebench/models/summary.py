@@ -5,12 +5,12 @@
 # %% ../../nbs/25_models.summary.ipynb #b6e5ed98
 from __future__ import annotations
 
-import statistics
-import time
 from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from ..core import timeit
 
 # %% auto #0
 __all__ = ['CONVENTIONS', 'count_params', 'count_macs', 'latency', 'model_summary', 'summary_table']
@@ -69,9 +69,6 @@ def count_macs(model: nn.Module, input_size: tuple[int, int], convention: str = 
     return _count_all(model, input_size, in_chans, device)[convention]
 
 # %% ../../nbs/25_models.summary.ipynb #28f6ecec
-def _sync(device: torch.device):
-    if device.type == 'cuda': torch.cuda.synchronize(device)
-
 def latency(model: nn.Module, input_size: tuple[int, int], batch: int = 1, device=None, warmup: int = 2,
             reps: int = 10, in_chans: int = 3) -> float:
     "Warm median latency in ms of a no-grad eval forward pass on `batch` images of `input_size` (w, h)."
@@ -79,17 +76,11 @@ def latency(model: nn.Module, input_size: tuple[int, int], batch: int = 1, devic
     if device is not None: model = model.to(device)
     x = _dummy_input(model, input_size, batch, in_chans, device)
     if x.device.type == 'meta': raise ValueError('latency needs a model with real weights, not one on the meta device')
-    was_training, times = model.training, []
+    was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            for i in range(warmup + reps):
-                _sync(x.device); t0 = time.perf_counter()
-                model(x)
-                _sync(x.device)
-                if i >= warmup: times.append((time.perf_counter() - t0) * 1e3)
+        with torch.no_grad(): return timeit(lambda: model(x), reps, warmup, x.device)['median_ms']
     finally: model.train(was_training)
-    return statistics.median(times)
 
 # %% ../../nbs/25_models.summary.ipynb #57bf6f19
 def model_summary(model: nn.Module, input_size: tuple[int, int], name: str | None = None, convention: str = 'repo',
