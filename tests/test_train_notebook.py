@@ -14,7 +14,8 @@ import torch
 from posebench.data.readers import read_coco
 from posebench.data.topdown import TopDownDataset
 from posebench.eval.coco import coco_eval
-from posebench.eval.topdown import decoder_variants, predict_dataset
+from posebench.codecs.zoo import decoder_variants
+from posebench.eval.topdown import predict_dataset
 from posebench.models.bundle import load_model
 from posebench.train.loop import read_log
 

@@ -17,7 +17,7 @@ def test_playground_errors_follow_the_offset():
     pg = CodecPlayground(dx=.3, dy=.3)
     assert pg.errors['argmax'] == pytest.approx(np.hypot(.3, .3), abs=1e-4)
     assert pg.errors['quarter'] == pytest.approx(np.hypot(.05, .05), abs=1e-4)  # 0.25 px steps: |.25 - .3| per axis
-    assert pg.errors['DARK'] < 1e-3
+    assert pg.errors['dark'] < 1e-3
     png, table = pg.image.value, pg.table.value
     pg.dx.value = .7  # argmax rounds x up now
     assert pg.errors['argmax'] == pytest.approx(np.hypot(.3, .3), abs=1e-4)
@@ -31,9 +31,9 @@ def test_playground_controls_change_the_map():
     pg = CodecPlayground()
     pg.width.value = 64
     assert tuple(pg.state()[0].shape) == (1, 1, 85, 64)
-    e0 = pg.errors['DARK']
+    e0 = pg.errors['dark']
     pg.noise.value = .1
-    assert pg.errors['DARK'] > e0 + 1e-3  # noise costs DARK its exactness
+    assert pg.errors['dark'] > e0 + 1e-3  # noise costs DARK its exactness
     png = pg.image.value
     pg.kernel.value = 3
     assert pg.image.value != png  # a different modulation kernel: different curves and estimates
@@ -49,12 +49,12 @@ def test_playground_redraw_is_timed():
 
 def test_explorer_every_decoder_and_source(people):
     ex = HeatmapExplorer(people, joint='left_shoulder')
-    assert set(ex.errors) == {'argmax', 'quarter', 'DARK', 'DARK-UDP'}
-    assert ex.errors['DARK'] < .05 < ex.errors['argmax']  # targets: DARK recovers the truth
+    assert set(ex.errors) == {'argmax', 'quarter', 'dark', 'dark_udp'}
+    assert ex.errors['dark'] < .05 < ex.errors['argmax']  # targets: DARK recovers the truth
     png = ex.image.value
     ex.source.value = 'predicted'
     assert 'simulated' in ex.table.value and ex.image.value != png
-    assert ex.errors['DARK'] > .05  # the simulated prediction is off by its jitter
+    assert ex.errors['dark'] > .05  # the simulated prediction is off by its jitter
     png = ex.image.value
     ex.opacity.value = .1
     assert ex.image.value != png and ex.table.value  # opacity changes the picture, not the numbers
@@ -98,6 +98,6 @@ def test_widgets_on_coco_mini(shared):
     ppl = people_from_records(ann.records, min_kpts=10)[:4]
     assert len(ppl) == 4
     ex = HeatmapExplorer(ppl, codec=dark_heatmap((192, 256), (48, 64)), joint='left_hip')
-    assert ex.errors['DARK'] < .05
+    assert ex.errors['dark'] < .05
     pb = PredictionBrowser(ppl, roundtrip_predictions(ppl, dark_heatmap((192, 256), (48, 64))))
     assert np.nanmin(pb.oks) > .9  # a clean round trip of real people

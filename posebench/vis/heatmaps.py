@@ -5,7 +5,7 @@
 # %% ../../nbs/52_vis.heatmaps.ipynb #9c5fcda2
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,15 +18,16 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..codecs.core import Decoded, HeatmapCodec
-from ..codecs.refine import Argmax, Dark, QuarterShift, gaussian_maps
+from ..codecs.core import Decoded, Decoder, HeatmapCodec
+from ..codecs.refine import gaussian_maps
+from ..codecs.zoo import decoder
 from ..core import KeypointSchema
 from ..geometry import apply_affine, box_to_cs, get_affine, warp_image
 from .draw import draw_pose
 
 # %% auto #0
-__all__ = ['DECODERS', 'COLOURS', 'MARKERS', 'Person', 'load_image', 'people_from_records', 'synthetic_people', 'Crop',
-           'crop_person', 'heatmap_affine', 'heatmap_to_image', 'decode_all', 'point', 'heat_rgba',
+__all__ = ['SHOWN', 'COLOURS', 'MARKERS', 'Person', 'load_image', 'people_from_records', 'synthetic_people', 'Crop',
+           'crop_person', 'heatmap_affine', 'heatmap_to_image', 'shown_decoders', 'decode_all', 'point', 'heat_rgba',
            'draw_heatmap_overlay', 'plot_peak_zoom', 'peak_surface', 'subpixel_errors', 'plot_error_curves',
            'keypoint_errors', 'oks', 'draw_prediction', 'plot_keypoint_errors', 'simulated_heatmaps',
            'roundtrip_predictions', 'fig_png', 'save_figure']
@@ -100,14 +101,18 @@ def heatmap_to_image(hm, A, size) -> np.ndarray:
     return np.stack([warp_image(h, A, size) for h in hm])  # (C, h, w)
 
 # %% ../../nbs/52_vis.heatmaps.ipynb #dfabba1d
-DECODERS = {'argmax': Argmax(), 'quarter': QuarterShift(), 'DARK': Dark(), 'DARK-UDP': Dark.udp()}
-COLOURS = {'argmax': 'tab:blue', 'quarter': 'tab:orange', 'DARK': 'tab:green', 'DARK-UDP': 'tab:purple', 'true': 'cyan'}
-MARKERS = {'argmax': 's', 'quarter': 'D', 'DARK': 'o', 'DARK-UDP': '^'}
+SHOWN = ('argmax', 'quarter', 'dark', 'dark_udp')  # the decoders of posebench.codecs.zoo.DECODERS drawn by default
+COLOURS = {'argmax': 'tab:blue', 'quarter': 'tab:orange', 'dark': 'tab:green', 'dark_udp': 'tab:purple', 'integral': 'tab:red', 'true': 'cyan'}
+MARKERS = {'argmax': 's', 'quarter': 'D', 'dark': 'o', 'dark_udp': '^', 'integral': 'v'}
+
+def shown_decoders(names=SHOWN) -> dict[str, Decoder]:
+    "Name → decoder of `DECODERS` for each of `names`."
+    return {n: decoder(n) for n in names}
 
 def decode_all(codec, hm, decoders: dict | None = None) -> dict[str, Decoded]:
-    "Heatmaps `(B, K, H, W)` decoded by `codec` with each of `decoders` (name → decoder): name → `Decoded` (input px)."
+    "Heatmaps `(B, K, H, W)` decoded by `codec` with each of `decoders` (name → decoder; default `shown_decoders()`): name → `Decoded` (input px)."
     hm = torch.as_tensor(np.asarray(hm, np.float32)) if not isinstance(hm, torch.Tensor) else hm
-    return {n: replace(codec, decoder=d).decode(hm) for n, d in (decoders or DECODERS).items()}
+    return {n: codec.with_decoder(d).decode(hm) for n, d in (decoders or shown_decoders()).items()}
 
 def point(d, b: int = 0, n: int = 0, k: int = 0) -> np.ndarray:
     "Keypoint `k` of person `n` of sample `b` as a (2,) float64 array, from a `Decoded` or an array `(B, N, K, 2)`."
@@ -199,7 +204,7 @@ def subpixel_errors(decoders: dict | None = None, *, sigma: float = 2., heatmap_
     mu = torch.tensor(np.stack([bx + offsets, np.full_like(offsets, by + dy)], -1)[None], dtype=torch.float32)  # (1, n, 2)
     hm = gaussian_maps(mu, sigma, (W, H))
     if noise: hm = hm + noise * torch.randn((1, 1, H, W), generator=torch.Generator().manual_seed(seed))  # one field for all offsets
-    return offsets, {n: (d(hm, sigma)[0][0, :, 0] - mu[0, :, 0]).numpy().astype(np.float64) for n, d in (decoders or DECODERS).items()}
+    return offsets, {n: (d(hm, sigma)[0][0, :, 0] - mu[0, :, 0]).numpy().astype(np.float64) for n, d in (decoders or shown_decoders()).items()}
 
 def plot_error_curves(ax: Axes, offsets, errors: dict, *, current: float | None = None, unit_name: str = 'hm px') -> list:
     "Signed error against the sub-pixel offset per decoder (name → `(n,)`); a vertical line at `current`."

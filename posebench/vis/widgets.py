@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import replace
 
 import ipywidgets as W
 import numpy as np
@@ -14,12 +15,12 @@ import torch
 from matplotlib.figure import Figure
 
 from ..codecs.gaussian import GaussianHeatmap, dark_heatmap
-from ..codecs.refine import Argmax, Dark, QuarterShift, gaussian_maps
+from ..codecs.refine import Dark, gaussian_maps
 from ..core import COCO17, KeypointSchema
 from ..geometry import apply_affine
-from .heatmaps import (COLOURS, DECODERS, Person, crop_person, decode_all, draw_heatmap_overlay,
+from .heatmaps import (COLOURS, SHOWN, Person, crop_person, decode_all, draw_heatmap_overlay,
                                     draw_prediction, fig_png, heatmap_affine, keypoint_errors, oks, plot_error_curves,
-                                    plot_keypoint_errors, plot_peak_zoom, point, simulated_heatmaps, subpixel_errors)
+                                    plot_keypoint_errors, plot_peak_zoom, point, shown_decoders, simulated_heatmaps, subpixel_errors)
 
 # %% auto #0
 __all__ = ['KERNELS', 'SORTS', 'FigureWidget', 'playground_decoders', 'CodecPlayground', 'HeatmapExplorer', 'PredictionBrowser']
@@ -60,9 +61,9 @@ def _table(rows: list, head: list, note: str = '') -> str:
 KERNELS = ('auto', 3, 5, 7, 9, 11, 13, 15, 17)
 
 def playground_decoders(kernel='auto') -> dict:
-    "`DECODERS` with DARK's blur kernel set (`'auto'`: tied to σ)."
+    "The shown decoders (`shown_decoders`) with DARK's blur kernel set (`'auto'`: tied to σ)."
     k = None if kernel == 'auto' else int(kernel)
-    return {'argmax': Argmax(), 'quarter': QuarterShift(), 'DARK': Dark(kernel=k), 'DARK-UDP': Dark.udp(kernel=k)}
+    return {n: replace(d, kernel=k) if isinstance(d, Dark) else d for n, d in shown_decoders().items()}
 
 class CodecPlayground(FigureWidget):
     "Sliders for σ, heatmap width, noise, DARK's kernel and the true sub-pixel offset; each decoder's error live."
@@ -124,7 +125,7 @@ class HeatmapExplorer(FigureWidget):
                                 value=schema.index(joint) if joint else int(np.argmax(people[0].vis > 0)))
         self.source = W.ToggleButtons(options=['target', 'predicted'], description='heatmap', **s)
         self.opacity = W.FloatSlider(.7, min=0, max=1, step=.05, description='opacity', continuous_update=False, **s)
-        self.decoder = W.Dropdown(options=list(DECODERS), value='DARK', description='decoder', **s)
+        self.decoder = W.Dropdown(options=list(SHOWN), value='dark', description='decoder', **s)
         self.all_joints = W.Checkbox(False, description='overlay all joints', indent=False)
         self._cache = {}
         super().__init__([self.sample, self.joint, self.source, self.opacity, self.decoder, self.all_joints], width_ratios=(1.2, 1))
