@@ -206,13 +206,13 @@ def timeit(fn, reps: int = 5, warmup: int = 1, device=None) -> dict:
     return dict(median_ms=statistics.median(ts), min_ms=min(ts), max_ms=max(ts), reps=reps)
 
 # %% ../nbs/00_core.ipynb #7472de49
-def patch(f=None, *, as_prop: bool = False):
-    "Decorator: add `f` to the class annotated on its first parameter (`def m(self: Cls, ...)`) as `Cls.m` (a property if `as_prop`)."
-    if f is None: return lambda g: patch(g, as_prop=as_prop)
+def patch(f=None, *, as_prop: bool = False, cls_method: bool = False):
+    "Decorator: add `f` to the class annotated on its first parameter (`def m(self: Cls, ...)`) as `Cls.m` (a property or classmethod if asked)."
+    if f is None: return lambda g: patch(g, as_prop=as_prop, cls_method=cls_method)
     params = list(inspect.signature(f).parameters.values())
     ann = params[0].annotation if params else None
     cls = f.__globals__.get(ann) if isinstance(ann, str) else ann
     if not isinstance(cls, type) or cls is inspect.Parameter.empty: raise TypeError(f'patch: the first parameter of {f.__name__} must be annotated with a class, got {ann!r}')
     f.__qualname__ = f'{cls.__name__}.{f.__name__}'
-    setattr(cls, f.__name__, property(f) if as_prop else f)
+    setattr(cls, f.__name__, property(f) if as_prop else classmethod(f) if cls_method else f)
     return f

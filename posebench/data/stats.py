@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import KeypointSchema
+from ..core import KeypointSchema, patch
 from .readers import PoseAnnotations
 
 # %% auto #0
@@ -62,7 +62,8 @@ class DatasetStats:
     def occluded_fraction_of_labelled(self) -> float: return float(self.vis_counts[:, 1].sum() / max(1, self.vis_counts[:, 1:].sum()))
 
 # %% ../../nbs/05_data.stats.ipynb #f321ad8b
-def _to_json(self: DatasetStats) -> dict:
+@patch
+def to_json(self: DatasetStats) -> dict:
     "The statistics as JSON-ready plain types (the keys of the dataset study's `metrics.json`)."
     return dict(
         ann_file=str(self.file), schema=self.schema.name, skipped={str(k): int(v) for k, v in self.skipped.items()},
@@ -74,13 +75,12 @@ def _to_json(self: DatasetStats) -> dict:
         labelled_fraction=self.labelled_fraction, occluded_fraction_of_labelled=self.occluded_fraction_of_labelled,
         scale_sqrt_area=percentiles(self.scale), box_height=percentiles(self.box_height))
 
-def _summary(self: DatasetStats) -> str:
+@patch
+def summary(self: DatasetStats) -> str:
     "One line: images, persons, persons per image, labelled fraction, median scale."
     p50 = percentiles(self.scale).get('p50', float('nan'))
     return (f'images {self.n_images:4d}  persons {self.n_persons:4d}  persons/image {self.persons_per_image_mean:.2f} '
             f'(max {self.persons_per_image_max})  labelled {self.labelled_fraction:.0%}  median scale {p50:.0f} px')
-
-DatasetStats.to_json, DatasetStats.summary = _to_json, _summary
 
 # %% ../../nbs/05_data.stats.ipynb #6d653722
 def dataset_stats(anns: PoseAnnotations) -> DatasetStats:
