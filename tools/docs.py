@@ -78,10 +78,11 @@ def page_name(nb: Path) -> str:
 
 
 def section_of(nb: Path) -> str:
-    "Topic key of a notebook from its number (and folder); 'home' for index, 'tools' for nbs/runs/."
+    "Topic key of a notebook from its number (and folder); 'home' for index, 'tools' for nbs/runs/; codecs.* notebooks numbered after eval (the benchmark, the tutorial) stay with the codecs."
     rel = nb.relative_to(NBS)
     if rel.parts[0] == 'runs': return 'tools'
     if rel.stem == 'index': return 'home'
+    if re.match(r'^\d+_codecs\.', rel.name): return 'codecs'
     m = re.match(r'^(\d+)', rel.name)
     if m:
         n = int(m.group(1))
