@@ -30,7 +30,7 @@ def softmax_norm(logits, beta: float = 1.) -> torch.Tensor:
     return torch.softmax(beta * f.flatten(-2), -1).view_as(f)
 
 def sihn_norm(logits, beta: float = 1., eps: float = 1e-12) -> torch.Tensor:
-    "SIHN (IHL, spec §3): min-shift then L1 over each map's `H·W` pixels; `(..., H, W)` → same shape."
+    "SIHN (IHL's `_flat_softmax`): min-shift then L1 over each map's `H·W` pixels; `(..., H, W)` → same shape."
     if not beta > 0: raise ValueError(f'sihn_norm needs beta > 0 (it flips the map otherwise, and has no effect when positive), got {beta}')
     f = (beta * _upcast(logits)).flatten(-2)
     g = f - f.min(-1, keepdim=True).values
@@ -48,7 +48,7 @@ def soft_argmax(h) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([mx, my], -1), torch.stack([vx, vy], -1)
 
 def dsdt_moments(h) -> tuple[torch.Tensor, torch.Tensor]:
-    "IHL's DSDT coefficients (spec §5, §12): `soft_argmax` in the official normalised units (grid `i/W`, `j/H`)."
+    "IHL's DSDT coefficients (its head's per-axis moments): `soft_argmax` in the official normalised units (grid `i/W`, `j/H`)."
     mu, var = soft_argmax(h)
     wh = torch.tensor(h.shape[-2:][::-1], dtype=mu.dtype, device=mu.device)  # (W, H)
     return mu / wh, var / wh ** 2

@@ -45,7 +45,7 @@ def _at(flat: torch.Tensor, xy: torch.Tensor, dx: int, dy: int, W: int, H: int) 
 
 @dataclass(frozen=True)
 class QuarterShift:
-    "Argmax plus HRNet's ±0.25 px step towards the higher neighbour (§1.5); score = the map's maximum."
+    "Argmax plus HRNet's ±0.25 px step towards the higher neighbour (`get_final_preds`); score = the map's maximum."
     per_axis: bool = False  # MMPose `refine_keypoints`: test 1 < x < W-1 and 1 < y < H-1 separately
 
     def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +152,7 @@ _STENCILS = {'dark': dict(border='skip', log_floor=1e-10, log_ceil=None, hess_ep
 
 @dataclass(frozen=True)
 class Dark:
-    "DARK decoding (§1.4): blur (ks tied to σ unless `kernel`), rescale, log, one Taylor step; score = raw max."
+    "DARK decoding (arXiv:1910.06278): blur (ks tied to σ unless `kernel`), rescale, log, one Taylor step; score = raw max."
     kernel: int | None = None  # blur kernel size; None → blur_kernel_size(sigma); DarkPose configs use 11 (σ=2, 3), 3 (σ=1)
     stencil: str = 'dark'  # 'dark' (DarkPose, step-2) or 'udp' (MMPose refine_keypoints_dark_udp, step-1)
     border: str | None = None  # 'skip' | 'edge' | 'shrink'; None → the stencil's published rule ('skip' / 'edge')
