@@ -76,6 +76,20 @@ def test_topics_follow_notebook_numbers():
         ['home', 'concepts', 'concepts', 'data', 'codecs', 'models', 'training', 'vis', 'tutorials', 'getting-started', 'tools', 'tools']
 
 
+def test_title_cell_is_a_title_and_a_one_sentence_summary():
+    "nbdev turns the title cell into the page's frontmatter and drops the cell: its first `> ` line is the page's whole"
+    "description (and the module docstring), and anything else in that cell never reaches the page."
+    bad = []
+    for nb in docs.notebooks():
+        cells = json.loads(nb.read_text(encoding='utf-8'))['cells']
+        title = ''.join(next((c['source'] for c in cells if c['cell_type'] == 'markdown'), ''))  # after any raw frontmatter
+        m = re.fullmatch(r'# \S[^\n]*\n\n> ([^\n]+)', title.strip())
+        name = nb.relative_to(ROOT)
+        if not m: bad.append(f'{name}: the title cell is not `# Title`, a blank line and one `> ` line: {title[:200]!r}')
+        elif not re.fullmatch(r'[A-Z`"\'].*\.', m.group(1).strip()): bad.append(f'{name}: the summary is not one sentence: {m.group(1)!r}')
+    assert not bad, 'put the rest of the summary, and any prose, in a markdown cell below the title cell:\n' + '\n'.join(bad)
+
+
 def test_no_broken_internal_links_and_nothing_from_the_network(site):
     pages = {p: _parse(p) for p in site.rglob('*.html') if '_static' not in p.relative_to(site).parts}  # theme templates
     broken, remote, n = [], [], 0

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install posebench with the given extras (e.g. `run`, `dev`).
 #
-# torch: setup.py asks for a range (torch>=2.4,<3). This script picks the build:
-#   * a machine with an NVIDIA GPU (nvidia-smi works) gets PyPI's torch, which is a CUDA build on Linux;
-#   * a machine without one gets a CPU build: a CPU wheel that pip can already see on disk (its find-links,
-#     e.g. /opt/wheels here) if one satisfies the range, else PyTorch's CPU index.
-#   Set POSEBENCH_TORCH=cuda|cpu to force one. An already installed torch in the range is kept.
+# torch: setup.py asks for a range (torch>=2.4,<3). An already installed torch in the range is kept. Otherwise:
+#   * a machine with an NVIDIA GPU (nvidia-smi works) gets torch from pip's configured index (PyPI's is a CUDA
+#     build on Linux);
+#   * a machine without one gets a CPU build that pip can already see on disk (a torch-*+cpu wheel in its
+#     find-links) if one satisfies the range, else torch from pip's configured index, as above: it runs on the CPU
+#     too, but on Linux it is the large CUDA build.
+#   Set POSEBENCH_TORCH=cuda|cpu to force one branch. This script names no package index. For the smaller CPU-only
+#   build, first create .venv (python3 -m venv .venv) and install torch's CPU build into it from PyTorch's CPU wheel
+#   index (the pip command for your platform is on pytorch.org's "Get started" page), then run this script: it keeps
+#   that torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-run}"
@@ -28,7 +33,7 @@ if ! have_torch; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then want=cuda; else want=cpu; fi
   fi
   if [ "$want" = cuda ]; then
-    echo "install.sh: GPU found: installing torch ($range) from PyPI (CUDA build)"
+    echo "install.sh: GPU found: installing torch ($range) from pip's configured index (PyPI's is a CUDA build on Linux)"
     "${pip[@]}" install "$range"
   else
     tmp=$(mktemp -d)
@@ -37,8 +42,10 @@ if ! have_torch; then
       echo "install.sh: no GPU: installing the CPU build on disk: $(basename "$whl")"
       "${pip[@]}" install "$whl"
     else
-      echo "install.sh: no GPU: installing torch ($range) from PyTorch's CPU index"
-      "${pip[@]}" install "$range" --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple
+      echo "install.sh: no GPU and no CPU wheel on disk: installing torch ($range) from pip's configured index"
+      echo "install.sh: (for the smaller CPU-only build instead: install it into .venv from PyTorch's CPU wheel index, see"
+      echo "install.sh:  pytorch.org's \"Get started\" page, then run this script again: an installed torch in range is kept)"
+      "${pip[@]}" install "$range"
     fi
     rm -rf "$tmp"
   fi
