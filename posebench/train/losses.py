@@ -167,7 +167,7 @@ def loss_for(codec, **kw) -> nn.Module:
     "The training loss of `codec`: the `LOSSES` row of its class or nearest base class, built with `codec` if it takes one, and `kw`."
     cls = next((c for c in type(codec).__mro__ if c in LOSSES), None)
     if cls is None:
-        raise TypeError(f'no training loss for a {type(codec).__name__} codec: LOSSES has rows for {", ".join(c.__name__ for c in LOSSES)}; '
+        raise TypeError(f'no training loss for a codec of class {type(codec).__name__}: LOSSES has rows for {", ".join(c.__name__ for c in LOSSES)}; '
                         f'add one (LOSSES[{type(codec).__name__}] = ItsLoss)')
     L = LOSSES[cls]
     return L(codec=codec, **kw) if 'codec' in inspect.signature(L).parameters else L(**kw)
