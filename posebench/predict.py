@@ -338,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> int:
     "`posebench predict ...`: predict with a bundle and write COCO results JSON; returns the exit status."
     a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try: resolve_device(a.device)  # a device that is not there: one line, before any work
+    except RuntimeError as e: print(f'posebench predict: error: {e}', file=sys.stderr); return 1
     try:
         p = predict(a.bundle, a.source, boxes=a.boxes, min_box_score=a.min_box_score, flip_test=not a.no_flip, device=a.device,
                     batch_size=a.batch_size, amp=a.amp, image_ids=a.image_ids)
