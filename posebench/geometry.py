@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PIXEL_STD', 'ALIGNS', 'box_to_cs', 'cs_to_box', 'invert_affine', 'apply_affine', 'get_affine', 'warp_image',
-           'resize_points', 'flip_points']
+__all__ = ['PIXEL_STD', 'ALIGNS', 'MIN_CROP_PX', 'box_to_cs', 'cs_to_box', 'invert_affine', 'apply_affine', 'get_affine',
+           'warp_image', 'crop_scale', 'crop_affine', 'box_crop', 'resize_points', 'flip_points']
 
 # %% ../nbs/01_geometry.ipynb #080ec4ff
 PIXEL_STD = 200.  # the original repos' unit of box scale: a box of 200 px has scale 1
@@ -104,6 +104,27 @@ def warp_image(img: np.ndarray, M, out_size, *, interp: int = cv2.INTER_LINEAR, 
     M = np.asarray(M.detach().cpu() if isinstance(M, torch.Tensor) else M, dtype=np.float64)
     return cv2.warpAffine(img, M, (int(out_size[0]), int(out_size[1])), flags=interp,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+# %% ../nbs/01_geometry.ipynb #8b6ce30f
+MIN_CROP_PX = 2.  # the smallest crop side in image px (scale * pixel_std); smaller crops are enlarged to it ('udp' needs > 1 px)
+
+def crop_scale(scale, *, pixel_std: float = PIXEL_STD):
+    "Scales `(..., 2)` (pixel_std units) enlarged, keeping their aspect, until each side is at least `MIN_CROP_PX` image px."
+    scale = _float(scale); xp = _xp(scale)
+    lo = MIN_CROP_PX / pixel_std
+    short = scale.amin(-1, keepdim=True) if xp is torch else scale.min(-1, keepdims=True)
+    k = xp.where(short < lo, lo / xp.where(short > 0, short, lo), 1.)  # a zero side: enlarged alone, below
+    out = scale * k
+    return out.clamp(min=lo) if xp is torch else np.maximum(out, lo)
+
+def crop_affine(centre, scale, input_size, rot=0., *, align: str, inv: bool = False, pixel_std: float = PIXEL_STD):
+    "Affines `(..., 2, 3)` image → person crop of `input_size` (w, h) around `centre`/`scale`, sides ≥ `MIN_CROP_PX`; `inv` reverses."
+    return get_affine(centre, crop_scale(scale, pixel_std=pixel_std), input_size, rot, align=align, pixel_std=pixel_std, inv=inv)
+
+def box_crop(box, input_size, padding: float = 1.25, *, align: str, inv: bool = False, pixel_std: float = PIXEL_STD):
+    "Affines `(..., 2, 3)` image → crop of `input_size` (w, h) around boxes `(..., 4)` xywh: `box_to_cs` at w/h with `padding`, then `crop_affine`."
+    centre, scale = box_to_cs(box, input_size[0] / input_size[1], padding, align=align, pixel_std=pixel_std)
+    return crop_affine(centre, scale, input_size, align=align, inv=inv, pixel_std=pixel_std)
 
 # %% ../nbs/01_geometry.ipynb #15354348
 def resize_points(pts, from_size, to_size, align: str = 'udp'):

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from .codecs.core import HeatmapCodec
-from .core import KeypointSchema
-from .data.readers import PoseAnnotations, _load_json, read_detections
-from .data.topdown import MIN_CROP_PX, kpts_to_image, normalise, read_image
+from .core import KeypointSchema, patch, resolve_device
+from .data.readers import PoseAnnotations, read_detections, read_image, read_json
+from .data.topdown import kpts_to_image, normalise
 from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
 from .eval.topdown import decode_flip, model_heatmaps
-from .geometry import PIXEL_STD, box_to_cs, get_affine, warp_image
-from .models.bundle import Bundle, load_model, resolve_device
+from .geometry import box_crop, warp_image
+from .models.bundle import Bundle, load_model
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'list_images', 'image_ids_for', 'person_boxes', 'Predictions', 'predict', 'cli']
@@ -57,8 +57,8 @@ def list_images(source) -> list:
     return out
 
 def _rgb(src) -> np.ndarray:
-    "The RGB array of a path (read_image: BGR, reversed) or of an RGB array (as is)."
-    return np.ascontiguousarray(read_image(src)[..., ::-1]) if isinstance(src, str) else src
+    "The RGB array of a path (`read_image`) or of an RGB array (as is)."
+    return read_image(src, rgb=True) if isinstance(src, str) else src
 
 # %% ../nbs/45_predict.ipynb #f06566df
 class _Lookup:
@@ -93,7 +93,7 @@ def _stem_id(im):
 def _ann_ids(image_ids) -> dict:
     "File name → image id of a COCO annotation file (path) or `PoseAnnotations`."
     if isinstance(image_ids, PoseAnnotations): return {Path(info.path).name: iid for iid, info in image_ids.images.items()}
-    d = _load_json(Path(image_ids))
+    d = read_json(image_ids)
     ims = d.get('images') if isinstance(d, dict) else None
     if not isinstance(ims, list): raise ValueError(f'{image_ids}: not a COCO annotation file (no "images" list) to read image ids from')
     return {Path(str(im['file_name'])).name: im['id'] for im in ims if isinstance(im, dict) and 'file_name' in im and 'id' in im}
@@ -202,7 +202,8 @@ def _keep(self: Predictions, nms: bool, oks_thr: float) -> np.ndarray:
     keep = [g[oks_nms(self.kpts[g], self.score[g], area[g], oks_thr, self.schema.sigmas)] for g in _groups(self.image_index, len(self.images))]
     return np.sort(np.concatenate(keep))
 
-def _results(self: Predictions, image_ids=None, *, boxes: str = 'detector', nms: bool = False, oks_thr: float = 0.9,
+@patch
+def results(self: Predictions, image_ids=None, *, boxes: str = 'detector', nms: bool = False, oks_thr: float = 0.9,
              category_id: int = 1) -> KeypointResults:
     "`KeypointResults` for `eval.coco` (ids from `image_ids` if given, else `self.image_ids`); `boxes` labels the report."
     if image_ids is None and self.image_ids is None:
@@ -213,20 +214,23 @@ def _results(self: Predictions, image_ids=None, *, boxes: str = 'detector', nms:
     ids = np.array(ids[self.image_index[keep]].tolist()) if len(keep) else np.zeros(0, np.int64)
     return KeypointResults(ids, self.kpts[keep], self.kpt_scores[keep], self.score[keep], boxes, tuple(steps), category_id)
 
-def _to_coco(self: Predictions, image_ids=None, *, nms: bool = False, oks_thr: float = 0.9, category_id: int = 1) -> list[dict]:
+@patch
+def to_coco(self: Predictions, image_ids=None, *, nms: bool = False, oks_thr: float = 0.9, category_id: int = 1) -> list[dict]:
     "COCO results: `{image_id, category_id, keypoints [x, y, score] * K, score, bbox [x, y, w, h]}` per person."
     keep = _keep(self, nms, oks_thr)
-    res = _results(self, image_ids, nms=nms, oks_thr=oks_thr, category_id=category_id)
+    res = self.results(image_ids, nms=nms, oks_thr=oks_thr, category_id=category_id)
     res = res.to_coco() if len(res) else []  # KeypointResults.to_coco cannot reshape zero persons
     return [{**r, 'bbox': b} for r, b in zip(res, self.box[keep].tolist())]
 
-def _write_coco_json(self: Predictions, path, image_ids=None, **kw) -> Path:
+@patch
+def write_coco_json(self: Predictions, path, image_ids=None, **kw) -> Path:
     "Write `to_coco(image_ids, **kw)` as JSON to `path`; returns it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(self.to_coco(image_ids, **kw)))
     return path
 
-def _summary(self: Predictions) -> list[str]:
+@patch
+def summary(self: Predictions) -> list[str]:
     "One line per image: its name, its persons and their best score."
     n = np.bincount(self.image_index, minlength=len(self.images)).tolist()
     best = np.full(len(self.images), -np.inf); np.maximum.at(best, self.image_index, self.score)
@@ -237,8 +241,6 @@ def _summary(self: Predictions) -> list[str]:
                      + (f', best score {best[i]:.3f}' if n[i] else ''))
     return lines
 
-Predictions.results, Predictions.to_coco, Predictions.write_coco_json, Predictions.summary = _results, _to_coco, _write_coco_json, _summary
-
 # %% ../nbs/45_predict.ipynb #59e1a204
 def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec, KeypointSchema]:
     "The model (on its device), codec and schema of a bundle, a bundle file or a bare module."
@@ -248,7 +250,7 @@ def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec, Keypoin
         model, codec, schema = m.model.to(resolve_device(device)), codec or m.codec, schema or m.schema
     elif isinstance(m, nn.Module):
         if codec is None or schema is None: raise ValueError('a bare model needs codec= and schema= (a Bundle carries both)')
-        model = m if device in (None, 'auto') else m.to(torch.device(device))
+        model = m if device in (None, 'auto') else m.to(resolve_device(device))
     else: raise TypeError(f'expected a Bundle, a bundle file or an nn.Module, got {type(m).__name__}')
     if not isinstance(codec, HeatmapCodec): raise TypeError(f'codec must be a posebench heatmap codec, got {type(codec).__name__}')
     if not isinstance(schema, KeypointSchema): raise TypeError(f'schema must be a KeypointSchema, got {type(schema).__name__}')
@@ -305,8 +307,7 @@ def predict(model_or_bundle, source, *, codec: HeatmapCodec | None = None, schem
             skipped[f'box score below {min_box_score:g}'] += int((~ok).sum())
             b, s = b[ok], s[ok]
             if not len(b): continue
-            c, sc = box_to_cs(b, w / h, padding, align=codec.align)
-            A = get_affine(c, np.maximum(sc, MIN_CROP_PX / PIXEL_STD), (w, h), align=codec.align)  # as TopDownDataset's evaluation crops
+            A = box_crop(b, (w, h), padding, align=codec.align)  # the one crop rule, as TopDownDataset's evaluation crops
             for j in range(len(b)): run.add(normalise(warp_image(rgb, A[j], (w, h))), A[j])
             rows.append((np.full(len(b), i), b, s))
         run.flush()
@@ -337,6 +338,8 @@ def _parser() -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> int:
     "`posebench predict ...`: predict with a bundle and write COCO results JSON; returns the exit status."
     a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try: resolve_device(a.device)  # a device that is not there: one line, before any work
+    except RuntimeError as e: print(f'posebench predict: error: {e}', file=sys.stderr); return 1
     try:
         p = predict(a.bundle, a.source, boxes=a.boxes, min_box_score=a.min_box_score, flip_test=not a.no_flip, device=a.device,
                     batch_size=a.batch_size, amp=a.amp, image_ids=a.image_ids)

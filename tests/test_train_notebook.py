@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from posebench.data.readers import read_coco
 from posebench.data.topdown import TopDownDataset

@@ -10,18 +10,18 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .readers import Detections, PoseAnnotations
-from ..geometry import PIXEL_STD, apply_affine, box_to_cs, cs_to_box, flip_points, get_affine, invert_affine, warp_image
+from ..core import patch
+from .readers import Detections, PoseAnnotations, read_image
+from ..geometry import PIXEL_STD, apply_affine, box_to_cs, crop_affine, crop_scale, cs_to_box, flip_points, invert_affine, warp_image
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'MIN_CROP_PX', 'MIN_TARGET_PEAK', 'AugParams', 'Augment', 'sample_rng',
-           'half_body_cs', 'read_image', 'colour_jitter', 'normalise', 'denormalise', 'TopDownDataset', 'kpts_to_image',
-           'BatchError', 'check_batch', 'loader_timing']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'LUMA', 'SAMPLE_KEYS', 'MIN_TARGET_PEAK', 'AugParams', 'Augment', 'sample_rng',
+           'half_body_cs', 'colour_jitter', 'normalise', 'denormalise', 'TopDownDataset', 'kpts_to_image', 'BatchError',
+           'check_batch', 'loader_timing']
 
 # %% ../../nbs/06_data.topdown.ipynb #a25706bf
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class AugParams:
     half_body: bool  # try the half-body crop
     upper: bool  # ... of the upper body (else the lower, HRNet's fallbacks apply)
     scale: float  # multiplies the crop's scale
-    rot: float  # degrees, `get_affine`'s `rot` (HRNet's sign)
+    rot: float  # degrees, `crop_affine`'s `rot` (HRNet's sign)
     flip: bool  # mirror horizontally, swapping left and right keypoints
     colour: tuple[float, float, float]  # brightness, contrast, saturation factors (1 = unchanged)
 
@@ -102,13 +102,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey (ITU-R 601), as torchvision
 
-def read_image(path) -> np.ndarray:
-    "An image file as a BGR uint8 array `(H, W, 3)`; FileNotFoundError / ValueError naming the file otherwise."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f'image file {p} does not exist')
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None: raise ValueError(f'cannot decode image file {p} ({p.stat().st_size} bytes): corrupt or not an image')
-    return img
 
 # %% ../../nbs/06_data.topdown.ipynb #fbbb60a0
 def colour_jitter(rgb: np.ndarray, factors) -> np.ndarray:
@@ -198,9 +191,29 @@ def _with_flip(A: np.ndarray, width: int) -> np.ndarray:
     M[:, 0] = -A[:, 0]
     return M
 
-# %% ../../nbs/06_data.topdown.ipynb #281f0e14
-MIN_CROP_PX = 2.  # crops smaller than this (scale * pixel_std, either side) are enlarged to it: 'udp' needs > 1 px
+# %% ../../nbs/06_data.topdown.ipynb #f7d56742
+SAMPLE_KEYS = ('image', 'kpts', 'vis', 'meta')  # a TopDownDataset sample's own keys; the codec's targets come beside them
 
+def _encoded_arrays(enc) -> dict:
+    "Key → array of what `codec.encode` returned."
+    # a bridge to today's `Encoded` dataclass: it goes when the codec contract lands (`Encoded`, a dict of `codec.keys`)
+    return dict(enc) if isinstance(enc, dict) else {'target': enc.targets, 'weight': enc.weights}
+
+def _check_keys(codec, keys):
+    "ValueError if `keys` differ from the codec's declared `keys` or clash with `SAMPLE_KEYS`."
+    name, declared = type(codec).__name__, getattr(codec, 'keys', None)
+    if declared is not None and set(keys) != set(declared):
+        raise ValueError(f'{name}.encode returned the keys {sorted(keys)}, but the codec declares keys={tuple(declared)}')
+    clash = [k for k in keys if k in SAMPLE_KEYS]
+    if clash: raise ValueError(f'{name} encodes {clash}, a key a TopDownDataset sample keeps for itself {SAMPLE_KEYS}: rename the codec\'s key')
+
+def _codec_tensors(codec, kpts: np.ndarray, vis: np.ndarray) -> dict:
+    "Every array of `codec.encode(kpts, vis)` as a tensor, under its key; keys checked."
+    arrays = _encoded_arrays(codec.encode(kpts, vis))
+    _check_keys(codec, arrays)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+# %% ../../nbs/06_data.topdown.ipynb #281f0e14
 class TopDownDataset(Dataset):
     "Person crops with codec targets from ground-truth or detector boxes; training augmentation seeded by (seed, epoch, index)."
     def __init__(self, ann: PoseAnnotations, codec, *, train: bool, boxes: Detections | None = None, aug: Augment | None = None,
@@ -213,6 +226,7 @@ class TopDownDataset(Dataset):
         self.schema, self.boxes, self.min_box_score = ann.schema, boxes, float(min_box_score)
         self.aug = (aug or Augment()) if train else None
         self.input_size = tuple(int(v) for v in codec.input_size)  # (w, h)
+        if getattr(codec, 'keys', None) is not None: _check_keys(codec, codec.keys)
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self.image_ids = list(ann.images)
         self._image_index = {iid: i for i, iid in enumerate(self.image_ids)}
@@ -237,6 +251,7 @@ class TopDownDataset(Dataset):
                 f'{src}, input {self.input_size[0]}x{self.input_size[1]}, schema={self.schema.name}{sk})')
 
 # %% ../../nbs/06_data.topdown.ipynb #ace851b3
+@patch
 def _params(self: TopDownDataset, i: int, kpts: np.ndarray, vis: np.ndarray, width: int):
     "Centre, scale, rotation, flip and colour factors of sample `i` (augmented when training)."
     S = self.samples
@@ -248,11 +263,9 @@ def _params(self: TopDownDataset, i: int, kpts: np.ndarray, vis: np.ndarray, wid
             hb = half_body_cs(kpts, vis, self.schema.upper_body, self.aspect_ratio, p.upper, a.half_body_padding)
             if hb is not None: c, s = hb
         s, rot, flip, colour = s * p.scale, p.rot, p.flip, p.colour
-    s = np.maximum(s, MIN_CROP_PX / PIXEL_STD)
+    s = crop_scale(s)  # the crop's minimum size, recorded in meta as used
     if flip: c = flip_points(c[None], width)[0]
     return c, s, rot, flip, colour
-
-TopDownDataset._params = _params
 
 # %% ../../nbs/06_data.topdown.ipynb #24985f62
 def _read(self: TopDownDataset, i: int) -> np.ndarray:
@@ -267,19 +280,20 @@ def _read(self: TopDownDataset, i: int) -> np.ndarray:
                          f'(image_id={info.id!r}): wrong image or annotation file?')
     return img
 
-def _getitem(self: TopDownDataset, i: int) -> dict:
-    "Sample `i`: the normalised crop, codec targets and weights, keypoints in input px and the meta to map back."
+@patch
+def __getitem__(self: TopDownDataset, i: int) -> dict:
+    "Sample `i`: the normalised crop, every array the codec encodes, keypoints in input px and the meta to map back."
     if not -len(self) <= i < len(self): raise IndexError(f'sample index {i} out of range for {len(self)} samples')
     i, S = i % len(self), self.samples
     img = _read(self, i)
     H, W = img.shape[:2]
     kpts, vis = S.kpts[i], S.vis[i]
     c, s, rot, flip, colour = self._params(i, kpts, vis, W)
-    A = get_affine(c, s, self.input_size, rot, align=self.codec.align)
+    A = crop_affine(c, s, self.input_size, rot, align=self.codec.align)
     M = _with_flip(A, W) if flip else A
     if flip: kpts, vis = flip_points(kpts, W, self.schema.flip_index), vis[self.schema.flip_index]
     kin = np.where(vis[:, None] > 0, apply_affine(kpts, A), 0.)  # (K, 2) input px
-    enc = self.codec.encode(kin, vis)
+    enc = _codec_tensors(self.codec, kin, vis)
     rgb = warp_image(img, M, self.input_size)[..., ::-1]  # BGR -> RGB after the (cheaper) warp of the crop
     if colour != (1., 1., 1.): rgb = colour_jitter(rgb, colour)
     info = self._infos[S.image_index[i]]
@@ -287,11 +301,8 @@ def _getitem(self: TopDownDataset, i: int) -> dict:
                 det_index=int(S.det_index[i]), box=torch.from_numpy(S.box[i].copy()), box_score=float(S.box_score[i]),
                 centre=torch.from_numpy(c), scale=torch.from_numpy(s), rot=float(rot), flipped=bool(flip),
                 M=torch.from_numpy(M), image_size=torch.tensor([W, H]))
-    return dict(image=torch.from_numpy(normalise(rgb)), target=torch.from_numpy(np.asarray(enc.targets, np.float32)),
-                weight=torch.from_numpy(np.asarray(enc.weights, np.float32)), kpts=torch.from_numpy(kin.astype(np.float32)),
+    return dict(image=torch.from_numpy(normalise(rgb)), **enc, kpts=torch.from_numpy(kin.astype(np.float32)),
                 vis=torch.from_numpy(vis.astype(np.uint8)), meta=meta)
-
-TopDownDataset.__getitem__ = _getitem
 
 # %% ../../nbs/06_data.topdown.ipynb #5d017304
 def kpts_to_image(kpts, meta: dict, flip_index=None):
@@ -322,7 +333,7 @@ MIN_TARGET_PEAK = 1e-6  # below this everywhere a batch has learnt nothing (heat
 
 def check_batch(batch: dict) -> dict:
     "`batch` unchanged, or `BatchError` if all its targets are zero or all its labelled keypoints fall outside their crops."
-    vis, kpts, weight, target = batch['vis'], batch['kpts'], batch['weight'], batch['target']
+    vis, kpts, weight, target = batch['vis'], batch['kpts'], batch.get('weight'), batch.get('target')  # heatmap codecs' keys, when present
     h, w = batch['image'].shape[-2:]
     idx = batch.get('meta', {}).get('index')
     which = '' if idx is None else f' (samples {[int(i) for i in idx[:8]]}{"..." if len(idx) > 8 else ""})'
@@ -335,10 +346,12 @@ def check_batch(batch: dict) -> dict:
     if not bool((lab & inside).any()):
         raise BatchError(f'all {n} labelled keypoints fall outside their {w}x{h} crops{which}: boxes, centre/scale or the '
                          'augmentation put the persons out of view')
-    if not bool((weight > 0).any()):
+    if weight is not None and not bool((weight > 0).any()):
         raise BatchError(f'all targets are zero: every weight is 0 although {n} keypoints are labelled{which}')
+    if target is None: return batch
     if not bool((target != 0).any()):
-        raise BatchError(f'all targets are zero although {int((weight > 0).sum())} keypoints have weight > 0{which}: the codec rendered nothing')
+        n_w = n if weight is None else int((weight > 0).sum())
+        raise BatchError(f'all targets are zero although {n_w} keypoints have weight > 0{which}: the codec rendered nothing')
     peak = float(target.abs().amax())
     if peak < MIN_TARGET_PEAK:  # e.g. a sub-pixel σ: Gaussians that fall between the pixel centres underflow to ~1e-40
         raise BatchError(f'all targets are (nearly) zero: the largest value in the batch is {peak:.3g} < {MIN_TARGET_PEAK:g}{which}: '

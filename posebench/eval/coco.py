@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import COCO17
-from ..data.readers import AnnotationError, PoseAnnotations
+from ..core import COCO17, patch
+from ..data.readers import AnnotationError, PoseAnnotations, read_json
 from ..geometry import PIXEL_STD, box_to_cs
 
 # %% auto #0
-__all__ = ['BOXES', 'COCO_STATS', 'as_numpy', 'check_finite', 'oks_terms', 'oks', 'displace_for_oks', 'rescore', 'nms_oks',
-           'oks_nms', 'crop_area', 'KeypointResults', 'topdown_results', 'EvalReport', 'render_table', 'category_id',
-           'as_results', 'run_cocoeval', 'coco_eval']
+__all__ = ['BOXES', 'COCO_STATS', 'as_numpy', 'check_finite', 'oks_terms', 'oks_matrix', 'oks_paired', 'displace_for_oks',
+           'rescore', 'nms_oks', 'oks_nms', 'crop_area', 'KeypointResults', 'topdown_results', 'EvalReport',
+           'render_table', 'category_id', 'as_results', 'run_cocoeval', 'coco_eval']
 
 # %% ../../nbs/40_eval.coco.ipynb #286b5262
 def as_numpy(x, dtype=np.float64) -> np.ndarray:
@@ -44,13 +44,22 @@ def oks_terms(pred, gt, area, sigmas) -> np.ndarray:
     d2 = ((pred - gt) ** 2).sum(-1)
     return np.exp(-d2 / (2 * sigmas) ** 2 / (area[..., None] + np.spacing(1)) / 2)
 
-def oks(pred, gt, vis, area, sigmas) -> np.ndarray:
-    "COCO OKS of predictions `(N, K, 2)` against ground truths `(M, K, 2)` with `vis` `(M, K)`, `area` `(M,)`: `(N, M)`."
+def oks_matrix(pred, gt, vis, area, sigmas) -> np.ndarray:
+    "COCO OKS of every prediction `(N, K, 2)` against every ground truth `(M, K, 2)` with `vis` `(M, K)`, `area` `(M,)`: `(N, M)`."
     pred, gt, lab = as_numpy(pred), as_numpy(gt), as_numpy(vis) > 0
     t = oks_terms(pred[:, None], gt[None], as_numpy(area)[None], sigmas)  # (N, M, K)
     n = lab.sum(-1)
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(n > 0, (t * lab).sum(-1) / n, np.nan)
+        return np.where(n > 0, np.where(lab, t, 0.).sum(-1) / n, np.nan)
+
+def oks_paired(pred, gt, vis, area, sigmas) -> np.ndarray:
+    "COCO OKS of prediction `i` against ground truth `i`, each `(N, K, 2)`, with `vis` `(N, K)`, `area` `(N,)`: `(N,)`, the diagonal of `oks_matrix`."
+    pred, gt, lab = as_numpy(pred), as_numpy(gt), as_numpy(vis) > 0
+    if pred.shape != gt.shape or pred.ndim != 3: raise ValueError(f'pred {pred.shape} and gt {gt.shape} must have the same (N, K, 2) shape')
+    t = oks_terms(pred, gt, as_numpy(area), sigmas)  # (N, K)
+    n = lab.sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(n > 0, np.where(lab, t, 0.).sum(-1) / n, np.nan)
 
 # %% ../../nbs/40_eval.coco.ipynb #afd14429
 def displace_for_oks(gt, area, sigmas, target: float, angle: float = 0.) -> np.ndarray:
@@ -129,8 +138,27 @@ class KeypointResults:
     def n_kpts(self) -> int: return self.kpts.shape[1]
     def __repr__(self): return f'KeypointResults({len(self)} persons in {len(set(self.image_id.tolist()))} images, K={self.n_kpts}, boxes={self.boxes!r}, steps={list(self.steps)})'
 
+    @classmethod
+    def from_coco(cls, results, *, boxes: str, n_kpts: int, images=None, category_id: int | None = 1, file=None, steps=()) -> KeypointResults:
+        "Check a COCO results list (entries `{image_id, category_id, keypoints, score}`) and make `KeypointResults`."
+        if not isinstance(results, list):
+            raise AnnotationError(file, None, None, f'expected a JSON list of results {{image_id, category_id, keypoints, score}}, got a {type(results).__name__}', 'bad layout')
+        rows = [_entry(e, i, n_kpts, images, category_id, file) for i, e in enumerate(results)]
+        ids = np.array([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
+        kp = np.stack([r[1] for r in rows]) if rows else np.zeros((0, n_kpts, 3))
+        cat = category_id if category_id is not None else (results[0]['category_id'] if results else 1)
+        return cls(ids, kp[..., :2], kp[..., 2], np.array([r[2] for r in rows], np.float64), boxes, steps, cat)
+
+    @classmethod
+    def read(cls, path, *, boxes: str, gt: PoseAnnotations | None = None, n_kpts: int | None = None, category_id: int | None = 1) -> KeypointResults:
+        "Read and check a COCO results JSON (image ids against `gt` when given); `boxes` says where the persons came from."
+        if gt is None and n_kpts is None: raise ValueError('KeypointResults.read needs gt= (to check image ids and K) or n_kpts=')
+        return cls.from_coco(read_json(path), boxes=boxes, n_kpts=n_kpts or gt.schema.n_kpts, images=None if gt is None else gt.images,
+                             category_id=category_id, file=Path(path), steps=(f'read from {Path(path).name}',))
+
 # %% ../../nbs/40_eval.coco.ipynb #a474ea1f
-def _to_coco(self) -> list:
+@patch
+def to_coco(self: KeypointResults) -> list:
     "The COCO results list: `{image_id, category_id, keypoints [x, y, score] * K, score}` per person."
     kp = np.concatenate([self.kpts, self.kpt_scores[..., None]], -1).reshape(len(self), 3 * self.n_kpts).tolist()  # [] for no persons
     return [dict(image_id=i, category_id=self.category_id, keypoints=k, score=s) for i, k, s in zip(self.image_id.tolist(), kp, self.score.tolist())]
@@ -153,31 +181,12 @@ def _entry(e, i: int, K: int, images, category_id, file):
     return e['image_id'], np.asarray(e['keypoints'], np.float64).reshape(K, 3), float(e['score'])
 
 # %% ../../nbs/40_eval.coco.ipynb #4e090e9a
-def _from_coco(cls, results, *, boxes: str, n_kpts: int, images=None, category_id: int | None = 1, file=None, steps=()) -> KeypointResults:
-    "Check a COCO results list (entries `{image_id, category_id, keypoints, score}`) and make `KeypointResults`."
-    if not isinstance(results, list):
-        raise AnnotationError(file, None, None, f'expected a JSON list of results {{image_id, category_id, keypoints, score}}, got a {type(results).__name__}', 'bad layout')
-    rows = [_entry(e, i, n_kpts, images, category_id, file) for i, e in enumerate(results)]
-    ids = np.array([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
-    kp = np.stack([r[1] for r in rows]) if rows else np.zeros((0, n_kpts, 3))
-    cat = category_id if category_id is not None else (results[0]['category_id'] if results else 1)
-    return cls(ids, kp[..., :2], kp[..., 2], np.array([r[2] for r in rows], np.float64), boxes, steps, cat)
-
-def _write(self, path) -> Path:
+@patch
+def write(self: KeypointResults, path) -> Path:
     "Write the COCO results JSON to `path`; returns it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(self.to_coco()))
     return path
-
-def _read(cls, path, *, boxes: str, gt: PoseAnnotations | None = None, n_kpts: int | None = None, category_id: int | None = 1) -> KeypointResults:
-    "Read and check a COCO results JSON (image ids against `gt` when given); `boxes` says where the persons came from."
-    from posebench.data.readers import _load_json
-    if gt is None and n_kpts is None: raise ValueError('KeypointResults.read needs gt= (to check image ids and K) or n_kpts=')
-    return cls.from_coco(_load_json(path), boxes=boxes, n_kpts=n_kpts or gt.schema.n_kpts, images=None if gt is None else gt.images,
-                         category_id=category_id, file=Path(path), steps=(f'read from {Path(path).name}',))
-
-KeypointResults.to_coco, KeypointResults.write = _to_coco, _write
-KeypointResults.from_coco, KeypointResults.read = classmethod(_from_coco), classmethod(_read)
 
 # %% ../../nbs/40_eval.coco.ipynb #5d77a8da
 def topdown_results(image_id, kpts, kpt_scores, box_scores, areas, *, boxes: str, sigmas, rescore: bool | None = None,

@@ -16,7 +16,7 @@ from torch import nn
 from .. import __version__
 from ..codecs.core import CODEC_TYPES, Codec
 from ..core import KeypointSchema, resolve_device, schema_from_coco_category, schema_to_coco_category
-from .checkpoint import CheckpointError, _torch_load, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .zoo import MODELS, build_model, model_kind
 
 # %% auto #0
@@ -144,7 +144,7 @@ class Bundle:
 def load_model(path, device='cpu') -> Bundle:
     "The `Bundle` in the file `path` (tensors-only load), its model on `device` (`'auto'`: CUDA if available); CheckpointError naming the file."
     p = Path(path)
-    obj = _torch_load(p)
+    obj = read_checkpoint(p)
     if not isinstance(obj, dict) or obj.get('format') != BUNDLE_FORMAT:
         raise CheckpointError(f'{p}: not a posebench model bundle (no format={BUNDLE_FORMAT!r}); a plain checkpoint loads with '
                               'posebench.models.checkpoint.load_checkpoint into a model built by build_model')

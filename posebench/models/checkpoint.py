@@ -16,15 +16,16 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEFAULT_HEAD_PREFIXES', 'IMAGENET_PREFIXES', 'CheckpointError', 'read_state_dict', 'LoadReport', 'load_checkpoint',
-           'load_backbone']
+__all__ = ['DEFAULT_HEAD_PREFIXES', 'IMAGENET_PREFIXES', 'CheckpointError', 'read_checkpoint', 'read_state_dict', 'LoadReport',
+           'load_checkpoint', 'load_backbone']
 
 # %% ../../nbs/26_models.checkpoint.ipynb #450e8b35
 class CheckpointError(ValueError):
     "A checkpoint that cannot be read safely, or that does not fit the model."
 
-def _torch_load(path: Path) -> object:
-    "torch.load with weights_only=True, every failure turned into a CheckpointError naming the file."
+def read_checkpoint(path) -> object:
+    "The object in the checkpoint file `path`, loaded tensors-only (`torch.load(weights_only=True)`); CheckpointError naming the file."
+    path = Path(path)
     if not path.exists(): raise CheckpointError(f'{path}: no such checkpoint file')
     if path.is_dir(): raise CheckpointError(f'{path}: is a directory, not a checkpoint file')
     if path.stat().st_size == 0: raise CheckpointError(f'{path}: empty file')
@@ -61,7 +62,7 @@ def read_state_dict(path_or_state: str | os.PathLike | dict) -> dict[str, torch.
     if isinstance(path_or_state, dict): sd = _unwrap(path_or_state, 'state dict')
     else:
         p = Path(path_or_state)
-        sd = _unwrap(_torch_load(p), str(p))
+        sd = _unwrap(read_checkpoint(p), str(p))
     if all(k.startswith('module.') for k in sd): sd = {k[len('module.'):]: v for k, v in sd.items()}
     return dict(sd)
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..core import KeypointSchema
+from ..data.readers import read_image
 
 # %% auto #0
 __all__ = ['PoseArtists', 'draw_pose', 'figure_for_image', 'show_samples']
@@ -90,13 +91,8 @@ def figure_for_image(w: int, h: int, scale: float = 1.) -> tuple[Figure, Axes]:
 
 # %% ../../nbs/50_vis.draw.ipynb #33af0cab
 def _image(im) -> np.ndarray:
-    "An (H, W, 3) RGB or (H, W) array from an array or an image path."
-    if isinstance(im, (str, Path)):
-        import cv2
-        a = cv2.imread(str(im), cv2.IMREAD_COLOR)
-        if a is None: raise FileNotFoundError(f'cannot read image {im}')
-        return a[..., ::-1]
-    return np.asarray(im)
+    "An (H, W, 3) RGB or (H, W) array from an array or an image path (`read_image`: the pixels as stored)."
+    return read_image(im, rgb=True) if isinstance(im, (str, Path)) else np.asarray(im)
 
 def show_samples(images, kpts, vis, schema: KeypointSchema, *, bboxes=None, titles=None, ncols: int = 4,
                  size: float = 3., fig: Figure | None = None, **kw) -> Figure:

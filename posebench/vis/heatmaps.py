@@ -22,15 +22,16 @@ from ..codecs.core import Decoded, Decoder, HeatmapCodec
 from ..codecs.refine import gaussian_maps
 from ..codecs.zoo import decoder
 from ..core import KeypointSchema
-from ..geometry import apply_affine, box_to_cs, get_affine, warp_image
+from ..data.readers import read_image
+from ..geometry import apply_affine, box_crop, warp_image
 from .draw import draw_pose
 
 # %% auto #0
 __all__ = ['SHOWN', 'COLOURS', 'MARKERS', 'Person', 'load_image', 'people_from_records', 'synthetic_people', 'Crop',
            'crop_person', 'heatmap_affine', 'heatmap_to_image', 'shown_decoders', 'decode_all', 'point', 'heat_rgba',
            'draw_heatmap_overlay', 'plot_peak_zoom', 'peak_surface', 'subpixel_errors', 'plot_error_curves',
-           'keypoint_errors', 'oks', 'draw_prediction', 'plot_keypoint_errors', 'simulated_heatmaps',
-           'roundtrip_predictions', 'fig_png', 'save_figure']
+           'keypoint_errors', 'draw_prediction', 'plot_keypoint_errors', 'simulated_heatmaps', 'roundtrip_predictions',
+           'fig_png', 'save_figure']
 
 # %% ../../nbs/52_vis.heatmaps.ipynb #7b7d0b2e
 @dataclass(frozen=True)
@@ -44,10 +45,7 @@ class Person:
     name: str = ''
 
 @lru_cache(maxsize=64)
-def _read(path: str) -> np.ndarray:
-    a = cv2.imread(path, cv2.IMREAD_COLOR)
-    if a is None: raise FileNotFoundError(f'cannot read image {path}')
-    return np.ascontiguousarray(a[..., ::-1])
+def _read(path: str) -> np.ndarray: return read_image(path, rgb=True)
 
 def load_image(im) -> np.ndarray:
     "An (h, w, 3) RGB uint8 array from an array or an image path (paths cached)."
@@ -82,9 +80,8 @@ class Crop:
     vis: np.ndarray  # (K,)
 
 def crop_person(p: Person, input_size=(192, 256), align: str = 'udp', padding: float = 1.25) -> Crop:
-    "Cut `p` out of its image into `input_size` (w, h) with `box_to_cs` + `get_affine` (`align` as the codec's)."
-    c, s = box_to_cs(p.bbox, input_size[0] / input_size[1], padding, align=align)
-    M, Mi = (get_affine(c, s, input_size, align=align, inv=i) for i in (False, True))
+    "Cut `p` out of its image into `input_size` (w, h) with `box_crop` (`align` as the codec's)."
+    M, Mi = (box_crop(p.bbox, input_size, padding, align=align, inv=i) for i in (False, True))
     return Crop(warp_image(load_image(p.image), M, input_size), M, Mi, apply_affine(p.kpts, M), p.vis)
 
 # %% ../../nbs/52_vis.heatmaps.ipynb #f6749147
@@ -228,14 +225,6 @@ def keypoint_errors(pred, gt, vis) -> np.ndarray:
     vis = np.asarray(vis).reshape(gt.shape[:2])
     if pred.shape != gt.shape: raise ValueError(f'pred {pred.shape} and gt {gt.shape} must have the same (N, K, 2) shape')
     return np.where(vis > 0, np.hypot(*(pred - gt).transpose(2, 0, 1)), np.nan)
-
-def oks(pred, gt, vis, area, sigmas) -> np.ndarray:
-    "COCO object keypoint similarity `(N,)` of `pred` against `gt` `(N, K, 2)`, `vis` (N, K), `area` (N,), `sigmas` (K,); NaN if none labelled."
-    d2 = keypoint_errors(pred, gt, vis) ** 2
-    s2 = np.asarray(area, np.float64).reshape(-1, 1) + np.spacing(1)
-    e = np.exp(-d2 / (2 * s2 * (2 * np.asarray(sigmas)) ** 2))
-    n = np.isfinite(e).sum(-1)
-    return np.where(n > 0, np.nansum(e, -1) / np.maximum(n, 1), np.nan)
 
 # %% ../../nbs/52_vis.heatmaps.ipynb #70a4ed5e
 def draw_prediction(ax: Axes, img, gt, vis, pred, schema: KeypointSchema, *, joint: int | None = None,

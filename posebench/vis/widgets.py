@@ -17,9 +17,10 @@ from matplotlib.figure import Figure
 from ..codecs.gaussian import GaussianHeatmap, dark_heatmap
 from ..codecs.refine import Dark, gaussian_maps
 from ..core import COCO17, KeypointSchema
+from ..eval.coco import oks_paired
 from ..geometry import apply_affine
 from .heatmaps import (COLOURS, SHOWN, Person, crop_person, decode_all, draw_heatmap_overlay,
-                                    draw_prediction, fig_png, heatmap_affine, keypoint_errors, oks, plot_error_curves,
+                                    draw_prediction, fig_png, heatmap_affine, keypoint_errors, plot_error_curves,
                                     plot_keypoint_errors, plot_peak_zoom, point, shown_decoders, simulated_heatmaps, subpixel_errors)
 
 # %% auto #0
@@ -178,7 +179,7 @@ class PredictionBrowser(FigureWidget):
         self.people, self.preds, self.schema, self.note = people, preds, schema, note
         gt, vis = np.stack([p.kpts for p in people]), np.stack([p.vis for p in people])
         self.err = keypoint_errors(preds, gt, vis)  # (P, K) image px, NaN unlabelled
-        self.oks = oks(preds, gt, vis, [p.area for p in people], schema.sigmas)  # (P,)
+        self.oks = oks_paired(preds, gt, vis, [p.area for p in people], schema.sigmas)  # (P,)
         s = dict(style={'description_width': 'initial'})
         self.sort = W.Dropdown(options=list(SORTS.items()), value='oks', description='sort by', **s)
         self.joint = W.Dropdown(options=[('all', -1)] + [(n, k) for k, n in enumerate(schema.keypoints)], value=-1, description='joint', **s)
