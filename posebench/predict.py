@@ -23,7 +23,7 @@ from .core import KeypointSchema, patch, resolve_device
 from .data.readers import PoseAnnotations, read_detections, read_image, read_json
 from .data.topdown import kpts_to_image, normalise
 from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
-from .eval.topdown import decode_flip, model_heatmaps
+from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
 
@@ -269,10 +269,11 @@ class _Batcher:
 
     def flush(self):
         if not self.x: return
-        hm, hmf = model_heatmaps(self.model, torch.from_numpy(np.stack(self.x)), flip=self.flip, amp=self.amp)
-        if hm.shape[1] != self.schema.n_kpts:
-            raise ValueError(f'the model makes {hm.shape[1]} heatmaps but the schema {self.schema.name!r} has {self.schema.n_kpts} keypoints')
-        d = decode_flip(self.codec, hm, hmf, self.schema.flip_index)
+        out, outf = model_outputs(self.model, torch.from_numpy(np.stack(self.x)), flip=self.flip, amp=self.amp)
+        K = self.codec.heatmaps(out).shape[1]
+        if K != self.schema.n_kpts:
+            raise ValueError(f'the model makes {K} heatmaps but the schema {self.schema.name!r} has {self.schema.n_kpts} keypoints')
+        d = self.codec.decode_flip(out, outf, self.schema.flip_index) if self.flip else self.codec.decode(out)
         M = torch.from_numpy(np.stack(self.A))
         self.kpts.append(kpts_to_image(d.kpts[:, 0].cpu().double(), dict(M=M, flipped=torch.zeros(len(M), dtype=torch.bool))).numpy())
         self.scores.append(d.scores[:, 0].cpu().double().numpy())

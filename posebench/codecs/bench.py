@@ -19,7 +19,7 @@ from .refine import gaussian_maps
 from .zoo import DECODERS, decoder_variants
 from ..core import timeit
 from ..eval.coco import COCO_STATS, KeypointResults, render_table, run_cocoeval
-from ..geometry import apply_affine, box_to_cs, get_affine
+from ..geometry import apply_affine, box_crop
 
 # %% auto #0
 __all__ = ['INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'decoder_suite', 'TopDown', 'topdown_encode', 'topdown_decode',
@@ -83,9 +83,8 @@ def topdown_encode(records, codec, padding: float = 1.25) -> TopDown:
     K = len(records[0].vis) if records else 0
     N = len(records)
     box = np.array([r.bbox for r in records], np.float64).reshape(N, 4)
-    centre, scale = box_to_cs(box, w / h, padding, align=codec.align)
-    M = get_affine(centre, scale, (w, h), align=codec.align).reshape(N, 2, 3)
-    inv = get_affine(centre, scale, (w, h), align=codec.align, inv=True).reshape(N, 2, 3)
+    M = box_crop(box, (w, h), padding, align=codec.align).reshape(N, 2, 3)  # the dataset's and predict's crop rule
+    inv = box_crop(box, (w, h), padding, align=codec.align, inv=True).reshape(N, 2, 3)
     kpts = np.array([r.kpts for r in records], np.float64).reshape(N, K, 2)
     vis = np.array([r.vis for r in records]).reshape(N, K)
     kin = apply_affine(kpts, M)  # (N, K, 2)

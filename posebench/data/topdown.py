@@ -194,22 +194,17 @@ def _with_flip(A: np.ndarray, width: int) -> np.ndarray:
 # %% ../../nbs/06_data.topdown.ipynb #f7d56742
 SAMPLE_KEYS = ('image', 'kpts', 'vis', 'meta')  # a TopDownDataset sample's own keys; the codec's targets come beside them
 
-def _encoded_arrays(enc) -> dict:
-    "Key → array of what `codec.encode` returned."
-    # a bridge to today's `Encoded` dataclass: it goes when the codec contract lands (`Encoded`, a dict of `codec.keys`)
-    return dict(enc) if isinstance(enc, dict) else {'target': enc.targets, 'weight': enc.weights}
-
 def _check_keys(codec, keys):
     "ValueError if `keys` differ from the codec's declared `keys` or clash with `SAMPLE_KEYS`."
-    name, declared = type(codec).__name__, getattr(codec, 'keys', None)
-    if declared is not None and set(keys) != set(declared):
+    name, declared = type(codec).__name__, codec.keys
+    if set(keys) != set(declared):
         raise ValueError(f'{name}.encode returned the keys {sorted(keys)}, but the codec declares keys={tuple(declared)}')
     clash = [k for k in keys if k in SAMPLE_KEYS]
     if clash: raise ValueError(f'{name} encodes {clash}, a key a TopDownDataset sample keeps for itself {SAMPLE_KEYS}: rename the codec\'s key')
 
 def _codec_tensors(codec, kpts: np.ndarray, vis: np.ndarray) -> dict:
     "Every array of `codec.encode(kpts, vis)` as a tensor, under its key; keys checked."
-    arrays = _encoded_arrays(codec.encode(kpts, vis))
+    arrays = dict(codec.encode(kpts, vis))
     _check_keys(codec, arrays)
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
@@ -226,7 +221,8 @@ class TopDownDataset(Dataset):
         self.schema, self.boxes, self.min_box_score = ann.schema, boxes, float(min_box_score)
         self.aug = (aug or Augment()) if train else None
         self.input_size = tuple(int(v) for v in codec.input_size)  # (w, h)
-        if getattr(codec, 'keys', None) is not None: _check_keys(codec, codec.keys)
+        if not getattr(codec, 'keys', None): raise TypeError(f'{type(codec).__name__} declares no target keys (codec.keys): a posebench codec says what encode returns')
+        _check_keys(codec, codec.keys)
         self.aspect_ratio = self.input_size[0] / self.input_size[1]
         self.image_ids = list(ann.images)
         self._image_index = {iid: i for i, iid in enumerate(self.image_ids)}

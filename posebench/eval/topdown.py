@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..data.topdown import TopDownDataset, kpts_to_image
 from .coco import KeypointResults, crop_area, topdown_results
-from ..geometry import apply_affine, get_affine, invert_affine
+from ..geometry import apply_affine, crop_affine, invert_affine
 from ..train.loop import to_float
 
 # %% auto #0
@@ -101,7 +101,7 @@ def predict_dataset(model: nn.Module, ds: TopDownDataset, decoders: dict | None 
 # %% ../../nbs/44_eval.topdown.ipynb #ab8f0c5d
 def _crop_affines(ds: TopDownDataset) -> np.ndarray:
     "Image → input affines `(N, 2, 3)` of `ds`'s unaugmented crops."
-    return get_affine(ds.samples.centre, ds.samples.scale, ds.input_size, align=ds.codec.align).reshape(-1, 2, 3)
+    return crop_affine(ds.samples.centre, ds.samples.scale, ds.input_size, align=ds.codec.align).reshape(-1, 2, 3)  # the dataset's crop rule
 
 def mean_pose(ds: TopDownDataset) -> np.ndarray:
     "Mean keypoints `(K, 2)` in input px over the labelled keypoints of `ds`'s samples (unaugmented crops)."
