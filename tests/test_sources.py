@@ -21,16 +21,16 @@ def _cells(nb: Path) -> list[dict]: return json.loads(nb.read_text(encoding='utf
 def _src(c: dict) -> str: return ''.join(c['source'])
 
 
-def _notebook_modules() -> dict[str, tuple[int | None, str]]:
-    "posebench module name -> (notebook number or None, notebook name), from the notebooks' `#| default_exp` cells."
+def _notebook_modules() -> dict[str, tuple[tuple[int, str] | None, str]]:
+    "posebench module name -> (notebook number as (int, letter) or None, notebook name), from the `#| default_exp` cells; `24b_` sorts after `24_`."
     mods = {}
     for nb in sorted(NBS.rglob('*.ipynb')):
         if any(p.startswith(('.', '_')) for p in nb.relative_to(NBS).parts): continue
         for c in _cells(nb):
             m = re.match(r'#\|\s*default_exp\s+(\S+)', _src(c))
             if c['cell_type'] == 'code' and m:
-                num = re.match(r'(\d+)_', nb.name)
-                mods['posebench.' + m.group(1)] = (int(num.group(1)) if num else None, str(nb.relative_to(NBS)))
+                num = re.match(r'(\d+)([a-z]?)_', nb.name)  # fastai's numbering: 24_, 24b_, 24c_, 25_ ...
+                mods['posebench.' + m.group(1)] = ((int(num.group(1)), num.group(2)) if num else None, str(nb.relative_to(NBS)))
     return mods
 
 

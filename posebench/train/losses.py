@@ -6,17 +6,15 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import torch
 from torch import nn
 
-from ..codecs.gaussian import GaussianHeatmap
 from ..codecs.integral import IntegralHeatmap
 
 # %% auto #0
-__all__ = ['STACKS', 'LOSSES', 'no_autocast', 'joint_mse', 'heatmap_mse', 'ohkm', 'coord_l1', 'js_divergence', 'per_stack',
-           'HeatmapLoss', 'IntegralLoss', 'Frozen', 'frozen_keys', 'loss_for']
+__all__ = ['STACKS', 'no_autocast', 'joint_mse', 'heatmap_mse', 'ohkm', 'coord_l1', 'js_divergence', 'per_stack', 'HeatmapLoss',
+           'IntegralLoss', 'Frozen', 'frozen_keys']
 
 # %% ../../nbs/30_train.losses.ipynb #b078e593
 def _f32(x) -> torch.Tensor:
@@ -159,15 +157,3 @@ def frozen_keys(module: nn.Module) -> list[str]:
     "The `state_dict` keys of `module` that lie under a `Frozen` submodule (what `fit`'s checkpoint leaves out)."
     pre = tuple(n + '.' if n else '' for n, m in module.named_modules() if isinstance(m, Frozen))
     return [k for k in module.state_dict() if pre and k.startswith(pre)]
-
-# %% ../../nbs/30_train.losses.ipynb #39d53d5f
-LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss}
-
-def loss_for(codec, **kw) -> nn.Module:
-    "The training loss of `codec`: the `LOSSES` row of its class or nearest base class, built with `codec` if it takes one, and `kw`."
-    cls = next((c for c in type(codec).__mro__ if c in LOSSES), None)
-    if cls is None:
-        raise TypeError(f'no training loss for a codec of class {type(codec).__name__}: LOSSES has rows for {", ".join(c.__name__ for c in LOSSES)}; '
-                        f'add one (LOSSES[{type(codec).__name__}] = ItsLoss)')
-    L = LOSSES[cls]
-    return L(codec=codec, **kw) if 'codec' in inspect.signature(L).parameters else L(**kw)
