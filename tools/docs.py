@@ -191,18 +191,6 @@ def execute(nbs: list[Path], jobs: int, force: bool, log, allow_errors: bool = F
 
 # ---------------------------------------------------------------------------------------------------- 2. nbdev proc
 
-def _join_summary(nb) -> None:
-    "nbdev takes a page's description from the first `> ` line only: join a summary blockquote wrapped over several lines."
-    for c in nb.cells:
-        if c.cell_type != 'markdown': continue
-        out = []
-        for line in c.source.splitlines():
-            if line.startswith('> ') and out and out[-1].startswith('> '): out[-1] += ' ' + line[2:].strip()
-            else: out.append(line)
-        c.source = '\n'.join(out)
-        return
-
-
 def _proc_one(src: str, dst: str) -> tuple[str, str]:
     "nbdev's FilterDefaults processors on one executed notebook (what `nbdev.serve.proc_nbs` runs per file)."
     os.environ.pop('MPLBACKEND', None)
@@ -230,8 +218,7 @@ def _proc_one(src: str, dst: str) -> tuple[str, str]:
     class Filter(processors.FilterDefaults):
         def base_procs(self): return [exec_show_docs if p is processors.exec_show_docs else p for p in super().base_procs()]
 
-    nb = read_nb(src)
-    _join_summary(nb)
+    nb = read_nb(src)  # its title cell holds one summary line (tests/test_docs.py): nbdev's description is that line
     try:
         with working_directory(ROOT):  # nbdev finds settings.ini from the working directory
             import warnings
