@@ -199,3 +199,19 @@ def test_no_test_importorskips_a_posebench_module():
                     and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).split('.')[0] == 'posebench'):
                 bad.append(f'{py.relative_to(ROOT)}:{node.lineno}: importorskip({node.args[0].value!r})')
     assert not bad, 'tests that skip instead of failing when a posebench module does not import (import it):\n' + '\n'.join(bad)
+
+
+def test_methods_keep_their_qualified_names():
+    "A method added to a class outside its body (`posebench.core.patch`) is named `Class.method`, never `_method`."
+    import importlib, inspect
+    bad = []
+    for mod in _notebook_modules():
+        m = importlib.import_module(mod)
+        for cname, cls in vars(m).items():
+            if not inspect.isclass(cls) or cls.__module__ != mod: continue
+            for name, v in vars(cls).items():
+                f = v.fget if isinstance(v, property) else v.__func__ if isinstance(v, (classmethod, staticmethod)) else v
+                owners = tuple(c.__qualname__ + '.' for c in cls.__mro__)  # an alias of a base class's method is fine
+                if inspect.isfunction(f) and f.__module__ == mod and not f.__qualname__.startswith(owners) and '<lambda>' not in f.__qualname__:
+                    bad.append(f'{mod}.{cname}.{name} is named {f.__qualname__!r}')
+    assert not bad, 'methods attached without posebench.core.patch:\n' + '\n'.join(bad)
