@@ -18,7 +18,7 @@ from ..geometry import flip_points
 
 # %% auto #0
 __all__ = ['NORMS', 'SCORES', 'softmax_norm', 'sihn_norm', 'soft_argmax', 'dsdt_moments', 'SoftArgmax', 'IntegralHeatmap',
-           'truncation_bias', 'integral_heatmap']
+           'truncation_bias', 'worst_truncation_bias', 'integral_heatmap']
 
 # %% ../../nbs/13_codecs.integral.ipynb #1c6f8038
 def _upcast(x) -> torch.Tensor:
@@ -166,6 +166,10 @@ def truncation_bias(x, n: int, sigma: float) -> np.ndarray:
     g = _gauss_1d(x.reshape(-1), n, sigma)
     return (g @ np.arange(n) - x.reshape(-1)).reshape(x.shape)
 
+def worst_truncation_bias(n: int, sigma: float) -> float:
+    "The largest |`truncation_bias`| over a map axis of `n` px, from its edge (-0.5) inwards (it vanishes beyond 8σ)."
+    return float(np.abs(truncation_bias(np.linspace(-0.5, min(n, 8 * sigma), 801), n, sigma)).max())
+
 @patch(as_prop=True)
 def margin(self: IntegralHeatmap) -> float:
     "Heatmap pixels from every border beyond which `tol_interior` holds (4σ)."
@@ -180,7 +184,7 @@ def tol_interior(self: IntegralHeatmap) -> float:
 def tol_border(self: IntegralHeatmap) -> float:
     "Worst round-trip error in input pixels anywhere on the map's pixel extent (the truncation bias)."
     sc = self.to_input(np.ones(2))
-    b = [np.abs(truncation_bias(np.linspace(-0.5, min(n, 8 * self.sigma), 801), n, self.sigma)).max() for n in self.heatmap_size]
+    b = [worst_truncation_bias(n, self.sigma) for n in self.heatmap_size]
     return float(math.hypot(b[0] * sc[0], b[1] * sc[1])) + self.tol_interior
 
 # %% ../../nbs/13_codecs.integral.ipynb #e6ec8ab3
@@ -192,7 +196,7 @@ def bound(self: SoftArgmax, sigma: float, size, *, unbiased: bool, interior: boo
         return 0.5
     e = 2e-3 + (0. if unbiased else 0.5)
     if interior: return e
-    return e + max(np.abs(truncation_bias(np.linspace(-0.5, min(n, 8 * sigma), 801), n, sigma)).max() for n in size)
+    return e + max(worst_truncation_bias(n, sigma) for n in size)
 
 @patch
 def reach(self: SoftArgmax, sigma: float) -> float: return float(4 * sigma if self.norm == 'sihn' else 0.)
