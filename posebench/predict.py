@@ -26,6 +26,7 @@ from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
 from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
+from .models.zoo import BOTTOMUP_KINDS
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'list_images', 'image_ids_for', 'person_boxes', 'Predictions', 'predict', 'cli']
@@ -246,7 +247,7 @@ def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec, Keypoin
     "The model (on its device), codec and schema of a bundle, a bundle file or a bare module."
     if isinstance(m, (str, os.PathLike)): m = load_model(m, device=resolve_device(device))
     if isinstance(m, Bundle):
-        if m.kind == 'bottomup': raise ValueError(f'{m.arch} is a bottom-up model; predict runs top-down models (one person per box)')
+        if m.kind in BOTTOMUP_KINDS: raise ValueError(f'{m.arch} is a bottom-up model; predict runs top-down models (one person per box)')
         model, codec, schema = m.model.to(resolve_device(device)), codec or m.codec, schema or m.schema
     elif isinstance(m, nn.Module):
         if codec is None or schema is None: raise ValueError('a bare model needs codec= and schema= (a Bundle carries both)')

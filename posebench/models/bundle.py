@@ -17,7 +17,7 @@ from .. import __version__
 from ..codecs.core import CODEC_TYPES, Codec
 from ..core import KeypointSchema, resolve_device, schema_from_coco_category, schema_to_coco_category
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from .zoo import MODELS, build_model, model_kind
+from .zoo import BOTTOMUP_KINDS, MODELS, build_model, model_kind
 
 # %% auto #0
 __all__ = ['BUNDLE_FORMAT', 'BUNDLE_VERSION', 'plain', 'codec_to_dict', 'codec_from_dict', 'schema_to_dict', 'schema_from_dict',
@@ -92,7 +92,7 @@ def _check_fits(sd: dict, arch: str, n_kpts: int, arch_kw: dict, codec) -> None:
     diff = [f'{k}: model {got.get(k)} vs {arch} {want.get(k)}' for k in sorted(set(want) | set(got)) if got.get(k) != want.get(k)]
     if diff: raise ValueError(f'the model does not fit architecture {arch!r} with n_kpts={n_kpts}: {"; ".join(diff[:4])}'
                               + (f' ... ({len(diff)} in all)' if len(diff) > 4 else ''))
-    if model_kind(arch) == 'bottomup': return
+    if model_kind(arch) in BOTTOMUP_KINDS: return
     w, h = codec.input_size
     with torch.no_grad(): out = ref.eval()(torch.zeros(1, 3, h, w, device='meta'))
     out = codec.heatmaps(out)

@@ -10,17 +10,17 @@ from typing import Callable
 
 from torch import nn
 
-from . import higherhrnet, hourglass, hrnet, resnet
+from . import higherhrnet, hourglass, hrnet, offsetguided, resnet
 
 # %% auto #0
-__all__ = ['MODELS', 'ModelEntry', 'build_model', 'model_kind']
+__all__ = ['MODELS', 'BOTTOMUP_KINDS', 'ModelEntry', 'build_model', 'model_kind']
 
 # %% ../../nbs/27_models.zoo.ipynb #988b99bd
 @dataclass(frozen=True)
 class ModelEntry:
     "A named architecture: its builder, what its forward returns, and the input size its paper used (w, h)."
     build: Callable[..., nn.Module]
-    kind: str  # 'topdown', 'stacked' or 'bottomup'
+    kind: str  # 'topdown', 'stacked', 'bottomup' or 'offsets'
     input_size: tuple[int, int]  # the paper's (w, h); small variants: a CPU-sized one
     note: str = ''
 
@@ -37,7 +37,12 @@ MODELS: dict[str, ModelEntry] = {
     'higher_hrnet_w32': ModelEntry(higherhrnet.higher_hrnet_w32, 'bottomup', (512, 512), 'HigherHRNet-W32'),
     'higher_hrnet_w48': ModelEntry(higherhrnet.higher_hrnet_w48, 'bottomup', (640, 640), 'HigherHRNet-W48'),
     'higher_hrnet_w16_small': ModelEntry(higherhrnet.higher_hrnet_w16_small, 'bottomup', (256, 256), 'narrow HigherHRNet, CPU'),
+    'offsetguided_hg104': ModelEntry(offsetguided.offsetguided_hg104, 'offsets', (640, 640), 'OffsetGuided, Hourglass-104'),
+    'offsetguided_hrnet_w32': ModelEntry(offsetguided.offsetguided_hrnet_w32, 'offsets', (512, 512), 'OffsetGuided heads on HRNet-W32'),
+    'offsetguided_hg_small': ModelEntry(offsetguided.offsetguided_hg_small, 'offsets', (256, 256), 'OffsetGuided, 2-stack small hourglass, CPU'),
+    'offsetguided_hrnet_w8_small': ModelEntry(offsetguided.offsetguided_hrnet_w8_small, 'offsets', (256, 256), 'OffsetGuided, narrowest HRNet, CPU'),
 }
+BOTTOMUP_KINDS = ('bottomup', 'offsets')  # whole-image models: no person box, no heatmap codec
 
 def build_model(name: str, n_kpts: int = 17, **kw) -> nn.Module:
     "The model `name` of `MODELS` with `n_kpts` heatmap channels (`kw` go to its builder)."
@@ -45,6 +50,6 @@ def build_model(name: str, n_kpts: int = 17, **kw) -> nn.Module:
     return MODELS[name].build(n_kpts=n_kpts, **kw)
 
 def model_kind(name: str) -> str:
-    "'topdown', 'stacked' or 'bottomup' for an architecture name."
+    "'topdown', 'stacked', 'bottomup' or 'offsets' for an architecture name."
     if name not in MODELS: raise ValueError(f'unknown architecture {name!r}; known: {", ".join(MODELS)}')
     return MODELS[name].kind
