@@ -5,34 +5,45 @@
 # %% ../../nbs/19_codecs.zoo.ipynb #83297286
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
-from .core import Decoder, HeatmapCodec
+from .core import Codec, Decoder, HeatmapCodec
 from .gaussian import dark_heatmap, msra_heatmap, udp_heatmap
 from .integral import SoftArgmax, integral_heatmap
+from .offsets import offset_guided, offset_guided_official
 from .refine import Argmax, Dark, QuarterShift
 
 # %% auto #0
 __all__ = ['CODECS', 'DECODERS', 'default_sigma', 'build_codec', 'published_codecs', 'decoder', 'decoder_variants']
 
 # %% ../../nbs/19_codecs.zoo.ipynb #d17284c2
-CODECS: dict[str, Callable[..., HeatmapCodec]] = {'msra': msra_heatmap, 'dark': dark_heatmap, 'udp': udp_heatmap, 'integral': integral_heatmap}
+CODECS: dict[str, Callable[..., Codec]] = {'msra': msra_heatmap, 'dark': dark_heatmap, 'udp': udp_heatmap, 'integral': integral_heatmap,
+                                           'offsets': offset_guided, 'offsets_official': offset_guided_official}
 
 def default_sigma(input_size) -> float:
     "The papers' σ = 2 heatmap px at 256 px input height, scaled with the input height (1 at 128)."
     return 2. * int(input_size[1]) / 256
 
-def build_codec(name: str, input_size=(192, 256), sigma: float | None = None, stride: int = 4, **kw) -> HeatmapCodec:
+def _own_sigma(preset) -> bool:
+    "Whether a preset picks its own σ when given `sigma=None` (its `sigma` defaults to None)."
+    p = inspect.signature(preset).parameters.get('sigma')
+    return p is not None and p.default is None
+
+def build_codec(name: str, input_size=(192, 256), sigma: float | None = None, stride: int = 4, **kw) -> Codec:
     "The codec `name` of `CODECS` for inputs `input_size` (w, h) and heatmaps `input_size // stride` (`kw` override its fields)."
     if name not in CODECS: raise ValueError(f'unknown codec {name!r}; known: {", ".join(CODECS)}')
     ins = tuple(int(v) for v in input_size)
     if len(ins) != 2 or min(ins) < stride * 2 or ins[0] % stride or ins[1] % stride:
         raise ValueError(f'input_size must be (w, h), both multiples of the heatmap stride {stride}, got {input_size}')
-    return CODECS[name](ins, (ins[0] // stride, ins[1] // stride), default_sigma(ins) if sigma is None else float(sigma), **kw)
+    preset = CODECS[name]
+    if sigma is None and not _own_sigma(preset): sigma = default_sigma(ins)
+    return preset(ins, (ins[0] // stride, ins[1] // stride), None if sigma is None else float(sigma), **kw)
 
 def published_codecs(input_size, sigma: float | None = None, stride: int = 4) -> dict[str, HeatmapCodec]:
-    "Name → codec for every encoding of `CODECS` at `input_size` (w, h), heatmap `input_size // stride`."
-    return {n: build_codec(n, input_size, sigma, stride) for n in CODECS}
+    "Name → codec for every top-down (heatmap) encoding of `CODECS` at `input_size` (w, h), heatmap `input_size // stride`."
+    out = {n: build_codec(n, input_size, sigma, stride) for n in CODECS}
+    return {n: c for n, c in out.items() if isinstance(c, HeatmapCodec)}
 
 # %% ../../nbs/19_codecs.zoo.ipynb #b95c5e15
 DECODERS: dict[str, Decoder] = {
