@@ -11,13 +11,15 @@ from torch import nn
 
 from ..codecs.gaussian import GaussianHeatmap
 from ..codecs.integral import IntegralHeatmap
+from ..codecs.offsets import GuidingOffsetCodec
 from .losses import HeatmapLoss, IntegralLoss
+from .offsets import GuidingOffsetLoss
 
 # %% auto #0
 __all__ = ['LOSSES', 'loss_for']
 
 # %% ../../nbs/39_train.zoo.ipynb #4bbb2a75
-LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss}
+LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss, GuidingOffsetCodec: GuidingOffsetLoss}
 
 def loss_for(codec, **kw) -> nn.Module:
     "The training loss of `codec`: the `LOSSES` row of its class or nearest base class, built with `codec` if it takes one, and `kw`."
