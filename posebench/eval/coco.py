@@ -105,10 +105,10 @@ def crop_area(box, aspect_ratio: float, padding: float = 1.25) -> np.ndarray:
     return np.prod(scale * PIXEL_STD, -1)
 
 # %% ../../nbs/40_eval.coco.ipynb #22b4b95b
-BOXES = ('gt', 'detector')
+BOXES = ('gt', 'detector', 'none')  # 'none': bottom-up, persons found in the whole image
 
 def _check_boxes(boxes):
-    if boxes not in BOXES: raise ValueError(f"boxes must be 'gt' (ground-truth boxes) or 'detector' (detector boxes), got {boxes!r}")
+    if boxes not in BOXES: raise ValueError(f"boxes must be 'gt' (ground-truth boxes), 'detector' (detector boxes) or 'none' (bottom-up: no boxes), got {boxes!r}")
     return boxes
 
 @dataclass(repr=False)
@@ -207,7 +207,7 @@ def topdown_results(image_id, kpts, kpt_scores, box_scores, areas, *, boxes: str
     return KeypointResults(ids[keep], k[keep], s[keep], score[keep], boxes, tuple(steps), category_id)
 
 # %% ../../nbs/40_eval.coco.ipynb #5d27108b
-_BOX_WORDS = {'gt': 'ground-truth boxes', 'detector': 'detector boxes'}
+_BOX_WORDS = {'gt': 'ground-truth boxes', 'detector': 'detector boxes', 'none': 'bottom-up, no boxes'}
 
 class EvalReport(dict):
     "A metric report: a JSON-ready dict (with `metric`, `boxes`, `steps`, ...) that prints as a summary."
