@@ -2,7 +2,8 @@
 
 Starts JupyterLab on a free port in a temporary root/runtime/workspace folder, opens nbs/runs/widgets_demo.ipynb, runs
 it, moves the codec playground's `true dx` slider with the keyboard and checks that the rendered PNG and the error
-table changed as they should. Screenshots go to screenshots/ (gitignored). Skips, with the reason, where Chromium,
+table changed as they should; then opens nbs/runs/grouping_demo.ipynb, types a new heatmap threshold into the grouping
+inspector's slider and checks that the picture and the candidate and person counts changed. Screenshots go to screenshots/ (gitignored). Skips, with the reason, where Chromium,
 JupyterLab or Playwright are absent (CI installs them: tools/install.sh and the dev extra)."""
 import hashlib
 import json
@@ -18,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / 'nbs' / 'runs' / 'widgets_demo.ipynb'
+GROUPING_NB = ROOT / 'nbs' / 'runs' / 'grouping_demo.ipynb'
 SHOTS = ROOT / 'screenshots'
 CHROMIUM = os.environ.get('POSEBENCH_CHROMIUM', '/usr/bin/chromium')
 ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -46,12 +48,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
-    "A JupyterLab server on a free port whose root holds a copy of the demo notebook; yields its base URL."
+    "A JupyterLab server on a free port whose root holds copies of the demo notebooks; yields its base URL."
     tmp = tmp_path_factory.mktemp('lab')
     root = tmp / 'root'; root.mkdir()
-    nb = json.loads(NB.read_text())  # a kernelspec, so Lab starts the kernel without asking
-    nb['metadata']['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
-    (root / NB.name).write_text(json.dumps(nb))
+    for src in (NB, GROUPING_NB):
+        nb = json.loads(src.read_text())  # a kernelspec, so Lab starts the kernel without asking
+        nb['metadata']['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
+        (root / src.name).write_text(json.dumps(nb))
     env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp / 'runtime'), JUPYTERLAB_WORKSPACES_DIR=str(tmp / 'workspaces'),
                JUPYTERLAB_SETTINGS_DIR=str(tmp / 'settings'), JUPYTER_CONFIG_DIR=str(tmp / 'config'), MPLBACKEND='Agg',
                PATH=f'{Path(sys.executable).parent}{os.pathsep}{os.environ.get("PATH", "")}')  # the kernel: this venv's python
@@ -85,6 +88,20 @@ def _img_digest(pg, sel: str) -> str:
     return hashlib.sha1(bytes(data)).hexdigest()
 
 
+def _open_and_run(pg, url: str) -> None:
+    "Open a notebook in Lab, wait for its kernel, dismiss Lab's dialogs and Run All Cells."
+    pg.goto(url, wait_until='domcontentloaded')
+    pg.wait_for_selector(f'{P} .jp-Notebook .jp-Cell', timeout=90000)
+    sel = pg.locator('.jp-Dialog button', has_text='Select')  # a kernel dialog, should Lab still ask
+    if sel.count(): sel.first.click()
+    pg.wait_for_selector(f'{P} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90000)
+    pg.wait_for_timeout(1500)  # "idle" shows slightly before the kernel takes requests
+    no = pg.get_by_role('button', name='No', exact=True)  # the "Jupyter news?" toast
+    if no.count(): no.first.click()
+    pg.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+    pg.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+
+
 def test_playground_slider_redraws(lab):
     from playwright.sync_api import expect, sync_playwright
     SHOTS.mkdir(exist_ok=True)
@@ -93,16 +110,7 @@ def test_playground_slider_redraws(lab):
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = b.new_page(viewport={'width': 1280, 'height': 1000})
         try:
-            pg.goto(f'{lab}/lab/tree/{NB.name}?reset', wait_until='domcontentloaded')
-            pg.wait_for_selector(f'{P} .jp-Notebook .jp-Cell', timeout=90000)
-            sel = pg.locator('.jp-Dialog button', has_text='Select')  # a kernel dialog, should Lab still ask
-            if sel.count(): sel.first.click()
-            pg.wait_for_selector(f'{P} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90000)
-            pg.wait_for_timeout(1500)  # "idle" shows slightly before the kernel takes requests
-            no = pg.get_by_role('button', name='No', exact=True)  # the "Jupyter news?" toast
-            if no.count(): no.first.click()
-            pg.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
-            pg.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+            _open_and_run(pg, f'{lab}/lab/tree/{NB.name}?reset')
             pw = f'{P} .posebench-widget'  # the three widgets, in notebook order: playground first
             pg.wait_for_selector(f'{pw} img.widget-image', timeout=90000)
             pg.wait_for_selector(f'{P} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90000)
@@ -133,3 +141,38 @@ def test_playground_slider_redraws(lab):
         finally:
             b.close()
     assert time.time() - t0 < 120, f'browser test took {time.time() - t0:.0f} s'
+
+
+def test_grouping_inspector_threshold(lab):
+    "Typing a threshold of 0.97 into the inspector's slider: fewer candidates (GT peaks are 0.92–1), more persons, a new PNG."
+    from playwright.sync_api import expect, sync_playwright
+    SHOTS.mkdir(exist_ok=True)
+    t0 = time.time()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = b.new_page(viewport={'width': 1280, 'height': 1000})
+        try:
+            _open_and_run(pg, f'{lab}/lab/tree/{GROUPING_NB.name}?reset')
+            gi = pg.locator(f'{P} .posebench-widget').first
+            gi.locator('img.widget-image').wait_for(timeout=90000)
+            pg.wait_for_selector(f'{P} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90000)
+            table = gi.locator('.posebench-table')
+            before_txt, before_img = table.inner_text(), _img_digest(pg, f'{P} .posebench-widget img.widget-image')
+            cells = before_txt.split('\n')[-1].split('\t')  # the one row of numbers: persons / GT, ..., candidates, ...
+            assert cells[0].strip() == '4 / 4' and cells[6].strip() == '55', before_txt  # scene 0: 4 persons, 55 keypoints, all found
+            gi.screenshot(path=str(SHOTS / 'grouping_before.png'))
+            readout = gi.locator('.widget-slider', has_text='threshold').locator('.widget-readout')
+            readout.fill('0.97'); readout.press('Enter')  # one change, one decode
+            note = gi.locator('.posebench-table + small')
+            expect(note).to_contain_text('thr 0.97', timeout=30000)
+            after = table.inner_text().split('\n')[-1].split('\t')
+            assert int(after[6]) < 55, after  # peaks below 0.97 are no longer candidates
+            assert after[0].strip() != '4 / 4', after  # ... and the persons fall apart
+            pg.wait_for_timeout(500)
+            assert _img_digest(pg, f'{P} .posebench-widget img.widget-image') != before_img
+            gi.screenshot(path=str(SHOTS / 'grouping_after.png'))
+        except Exception:
+            pg.screenshot(path=str(SHOTS / 'grouping_failure.png')); raise
+        finally:
+            b.close()
+    assert time.time() - t0 < 90, f'browser test took {time.time() - t0:.0f} s'
