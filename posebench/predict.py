@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -19,9 +20,12 @@ import torch
 from torch import nn
 
 from .codecs.core import HeatmapCodec
+from .codecs.offsets import GuidingOffsetCodec
 from .core import KeypointSchema, patch, resolve_device
+from .data.bottomup import image_input
 from .data.readers import PoseAnnotations, read_detections, read_image, read_json
 from .data.topdown import kpts_to_image, normalise
+from .eval.bottomup import bottomup_outputs
 from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
 from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
@@ -29,7 +33,8 @@ from .models.bundle import Bundle, load_model
 from .models.zoo import BOTTOMUP_KINDS
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'list_images', 'image_ids_for', 'person_boxes', 'Predictions', 'predict', 'cli']
+__all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'BATCH_CROPS', 'BATCH_WHOLE', 'list_images', 'image_ids_for', 'person_boxes',
+           'Predictions', 'predict', 'cli']
 
 # %% ../nbs/45_predict.ipynb #041e739d
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
@@ -170,18 +175,18 @@ KPT_THR = 0.2  # keypoint scores above this count in the instance score (HRNet's
 
 @dataclass(repr=False)
 class Predictions:
-    "Poses from `predict`, one row per person box; image pixels, pixel centre `i` at coordinate `i`."
+    "Poses from `predict`, one row per person (per box; bottom-up: per person found); image pixels, pixel centre `i` at `i`."
     images: list  # (I,) each image's path (str), or its index (int) for arrays
     image_ids: list | None  # (I,) COCO image ids (`image_ids_for`); None where the default ids repeat
     sizes: np.ndarray  # (I, 2) image (w, h)
     image_index: np.ndarray  # (N,) int64, the person's image (into `images`)
-    box: np.ndarray  # (N, 4) xywh person boxes
-    box_score: np.ndarray  # (N,)
+    box: np.ndarray  # (N, 4) xywh person boxes (bottom-up: the box of the keypoints found)
+    box_score: np.ndarray  # (N,) (bottom-up: 1)
     kpts: np.ndarray  # (N, K, 2) float64 xy
     kpt_scores: np.ndarray  # (N, K) decoder scores
-    score: np.ndarray  # (N,) box_score × mean of kpt_scores > KPT_THR
+    score: np.ndarray  # (N,) box_score × mean of kpt_scores > KPT_THR (bottom-up: mean of the K kpt_scores)
     schema: KeypointSchema
-    boxes: str = 'given'  # where the boxes came from: 'whole image', 'given', 'detections <file>'
+    boxes: str = 'given'  # where the boxes came from: 'whole image', 'given', 'detections <file>'; 'none': a bottom-up model's
     aspect_ratio: float = 0.75  # the crops' w/h (the codec's input)
     padding: float = 1.25
     skipped: dict = field(default_factory=dict)  # reason -> boxes left out
@@ -198,20 +203,25 @@ class Predictions:
 # %% ../nbs/45_predict.ipynb #69628626
 def _keep(self: Predictions, nms: bool, oks_thr: float) -> np.ndarray:
     "Rows kept by per-image OKS-NMS over the crop areas (all rows without `nms`)."
+    if nms and self.boxes == 'none':
+        raise ValueError('OKS-NMS removes the duplicate poses of overlapping person boxes; a bottom-up model has no boxes and its grouping '
+                         'gives each keypoint to one person: no nms')
     if not nms or len(self) == 0: return np.arange(len(self))
     area = crop_area(self.box, self.aspect_ratio, self.padding)
     keep = [g[oks_nms(self.kpts[g], self.score[g], area[g], oks_thr, self.schema.sigmas)] for g in _groups(self.image_index, len(self.images))]
     return np.sort(np.concatenate(keep))
 
 @patch
-def results(self: Predictions, image_ids=None, *, boxes: str = 'detector', nms: bool = False, oks_thr: float = 0.9,
+def results(self: Predictions, image_ids=None, *, boxes: str | None = None, nms: bool = False, oks_thr: float = 0.9,
              category_id: int = 1) -> KeypointResults:
-    "`KeypointResults` for `eval.coco` (ids from `image_ids` if given, else `self.image_ids`); `boxes` labels the report."
+    "`KeypointResults` for `eval.coco` (ids from `image_ids` if given, else `self.image_ids`); `boxes` labels the report (default 'detector'; bottom-up 'none')."
     if image_ids is None and self.image_ids is None:
         raise ValueError('the images have no unique default ids (a file named by a number and an array share it): pass image_ids=')
     ids = np.asarray(self.image_ids if image_ids is None else image_ids_for(self.images, image_ids), dtype=object)
     keep = _keep(self, nms, oks_thr)
-    steps = [f'rescore(kpt_thr={KPT_THR:g})'] + ([f'oks_nms(thr={oks_thr:g}): {len(self)} -> {len(keep)}'] if nms else [])
+    bu = self.boxes == 'none'
+    boxes = boxes or ('none' if bu else 'detector')
+    steps = [] if bu else [f'rescore(kpt_thr={KPT_THR:g})'] + ([f'oks_nms(thr={oks_thr:g}): {len(self)} -> {len(keep)}'] if nms else [])
     ids = np.array(ids[self.image_index[keep]].tolist()) if len(keep) else np.zeros(0, np.int64)
     return KeypointResults(ids, self.kpts[keep], self.kpt_scores[keep], self.score[keep], boxes, tuple(steps), category_id)
 
@@ -243,21 +253,28 @@ def summary(self: Predictions) -> list[str]:
     return lines
 
 # %% ../nbs/45_predict.ipynb #59e1a204
-def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec, KeypointSchema]:
+def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec | GuidingOffsetCodec, KeypointSchema]:
     "The model (on its device), codec and schema of a bundle, a bundle file or a bare module."
     if isinstance(m, (str, os.PathLike)): m = load_model(m, device=resolve_device(device))
     if isinstance(m, Bundle):
-        if m.kind in BOTTOMUP_KINDS: raise ValueError(f'{m.arch} is a bottom-up model; predict runs top-down models (one person per box)')
+        if m.kind == 'bottomup':
+            raise ValueError(f"{m.arch} is a bottom-up model with associative-embedding grouping (HigherHRNet), which posebench does not "
+                             "decode yet; predict runs top-down bundles and guiding-offset bottom-up bundles (kind 'offsets')")
         model, codec, schema = m.model.to(resolve_device(device)), codec or m.codec, schema or m.schema
+        if (m.kind in BOTTOMUP_KINDS) != isinstance(codec, GuidingOffsetCodec):
+            raise ValueError(f'{m.arch} is a {"bottom-up" if m.kind in BOTTOMUP_KINDS else "top-down"} model, but the codec is a {type(codec).__name__}')
     elif isinstance(m, nn.Module):
         if codec is None or schema is None: raise ValueError('a bare model needs codec= and schema= (a Bundle carries both)')
         model = m if device in (None, 'auto') else m.to(resolve_device(device))
     else: raise TypeError(f'expected a Bundle, a bundle file or an nn.Module, got {type(m).__name__}')
-    if not isinstance(codec, HeatmapCodec): raise TypeError(f'codec must be a posebench heatmap codec, got {type(codec).__name__}')
+    if not isinstance(codec, (HeatmapCodec, GuidingOffsetCodec)):
+        raise TypeError(f'codec must be a posebench heatmap codec (top-down) or a GuidingOffsetCodec (bottom-up), got {type(codec).__name__}')
     if not isinstance(schema, KeypointSchema): raise TypeError(f'schema must be a KeypointSchema, got {type(schema).__name__}')
     return model, codec, schema
 
 # %% ../nbs/45_predict.ipynb #dbf2619e
+BATCH_CROPS, BATCH_WHOLE = 32, 8  # default batch sizes: person crops (top-down), whole images (bottom-up)
+
 class _Batcher:
     "Crops collected across images, run through the model `batch_size` at a time."
     def __init__(self, model, codec, schema, flip_test, amp, batch_size):
@@ -280,16 +297,51 @@ class _Batcher:
         self.scores.append(d.scores[:, 0].cpu().double().numpy())
         self.x, self.A = [], []
 
+class _WholeImages:
+    "Whole-image inputs collected across images, run through a bottom-up model `batch_size` at a time; persons in image px."
+    def __init__(self, model, codec, schema, flip_test, amp, batch_size):
+        self.model, self.codec, self.schema, self.flip, self.amp, self.bs = model, codec, schema, flip_test, amp, int(batch_size)
+        self.x, self.inv, self.idx, self.rows = [], [], [], []
+
+    def add(self, i: int, rgb: np.ndarray):
+        x, inv = image_input(rgb, self.codec.input_size)  # 'long': every input has the codec's size
+        self.x.append(x); self.inv.append(inv); self.idx.append(i)
+        if len(self.x) >= self.bs: self.flush()
+
+    def flush(self):
+        if not self.x: return
+        try: d = bottomup_outputs(self.model, torch.stack(self.x), self.codec, flip=self.flip, flip_index=self.schema.flip_index, amp=self.amp)
+        except ValueError as e: raise ValueError(f'{e} (images {self.idx[0]}..{self.idx[-1]} of the source)') from None
+        if d.kpts.shape[2] != self.schema.n_kpts:
+            raise ValueError(f'the model makes {d.kpts.shape[2]} keypoints but the schema {self.schema.name!r} has {self.schema.n_kpts}')
+        m = d.mask.cpu().numpy()
+        k = dataclasses.replace(d, kpts=d.kpts.detach().cpu().double()).to_image(torch.from_numpy(np.stack(self.inv))).numpy()
+        ks = d.scores.cpu().double().numpy()
+        self.rows.append((np.repeat(np.array(self.idx, np.int64), m.sum(1)), k[m], ks[m]))
+        self.x, self.inv, self.idx = [], [], []
+
+def _kpt_boxes(kpts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    "xywh boxes `(N, 4)` of each person's keypoints with score > 0 (a box covers pixels x .. x+w-1)."
+    f = scores > 0
+    lo = np.where(f[..., None], kpts, np.inf).min(1); hi = np.where(f[..., None], kpts, -np.inf).max(1)
+    return np.where(f.any(1)[:, None], np.concatenate([lo, hi - lo + 1], 1), 0.)
+
 # %% ../nbs/45_predict.ipynb #0e8a58d4
 @torch.no_grad()
-def predict(model_or_bundle, source, *, codec: HeatmapCodec | None = None, schema: KeypointSchema | None = None, boxes=None,
-            min_box_score: float = 0., flip_test: bool = True, device='auto', batch_size: int = 32, amp: str | None = None,
+def predict(model_or_bundle, source, *, codec: HeatmapCodec | GuidingOffsetCodec | None = None, schema: KeypointSchema | None = None, boxes=None,
+            min_box_score: float = 0., flip_test: bool = True, device='auto', batch_size: int | None = None, amp: str | None = None,
             image_ids=None, padding: float = 1.25, progress: bool = False) -> Predictions:
-    "Poses of the persons in `boxes` (None: the whole image) of every image of `source` (file, folder, RGB array, list)."
-    if batch_size < 1: raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+    "Poses of the persons in `boxes` (None: the whole image; bottom-up: every person found) of every image of `source` (file, folder, RGB array, list)."
     model, codec, schema = _resolve(model_or_bundle, codec, schema, device)
+    if batch_size is None: batch_size = BATCH_WHOLE if isinstance(codec, GuidingOffsetCodec) else BATCH_CROPS
+    if batch_size < 1: raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     images = list_images(source)
     names = [im if isinstance(im, str) else i for i, im in enumerate(images)]
+    if isinstance(codec, GuidingOffsetCodec):
+        if boxes is not None or min_box_score:
+            raise ValueError('boxes / min_box_score: a bottom-up model finds every person in the whole image and takes no person boxes; leave them out')
+        return _predict_whole(model, codec, schema, images, names, image_ids_for(names, image_ids, unique=image_ids is not None), flip_test, amp,
+                              batch_size, progress)
     ids = image_ids_for(names, image_ids, unique=image_ids is not None or isinstance(boxes, (str, os.PathLike)))  # needed now: must be unique
     per_image, kind, skipped = person_boxes(boxes, names, ids)
     (w, h), K = codec.input_size, schema.n_kpts
@@ -320,19 +372,38 @@ def predict(model_or_bundle, source, *, codec: HeatmapCodec | None = None, schem
     return Predictions(names, ids, sizes, idx.astype(np.int64), box, bs, kp, ks, rescore(ks, bs, KPT_THR), schema, kind, w / h, padding,
                        {r: c for r, c in skipped.items() if c})
 
+def _predict_whole(model, codec, schema, images, names, ids, flip_test, amp, batch_size, progress) -> Predictions:
+    "`predict` for a bottom-up model: every whole image through `bottomup_outputs`, the persons found in image px."
+    run, sizes = _WholeImages(model, codec, schema, flip_test, amp, batch_size), np.zeros((len(images), 2), np.int64)
+    it = enumerate(images)
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(it, total=len(images), desc='predict', leave=False)
+    was = model.training; model.eval()
+    try:
+        for i, src in it:
+            rgb = _rgb(src); sizes[i] = rgb.shape[1], rgb.shape[0]
+            run.add(i, rgb)
+        run.flush()
+    finally: model.train(was)
+    K = schema.n_kpts
+    idx, kp, ks = (np.concatenate(a) for a in zip(*run.rows)) if run.rows else (np.zeros(0, np.int64), np.zeros((0, K, 2)), np.zeros((0, K)))
+    w, h = codec.input_size
+    return Predictions(names, ids, sizes, idx, _kpt_boxes(kp, ks), np.ones(len(idx)), kp, ks, ks.mean(1) if len(ks) else np.zeros(0), schema, 'none', w / h)
+
 # %% ../nbs/45_predict.ipynb #13fe459a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='posebench predict', description='Predict 2D poses with a saved model bundle and write COCO results JSON.')
     p.add_argument('bundle', help='model bundle file (posebench.models.bundle.save_model)')
     p.add_argument('source', nargs='+', help='image files and/or folders (.jpg, .jpeg, .png)')
-    p.add_argument('--boxes', default=None, metavar='DET_JSON', help='COCO detection results file; default: each whole image is one person box')
+    p.add_argument('--boxes', default=None, metavar='DET_JSON', help='COCO detection results file; default: each whole image is one person box (bottom-up bundles: none allowed)')
     p.add_argument('--min-box-score', type=float, default=0., metavar='S', help='leave out boxes scoring below S (default 0)')
     p.add_argument('--image-ids', default=None, metavar='ANN_JSON', help='COCO annotation file naming the images (default: the number in the file name)')
     p.add_argument('--out', default='predictions.json', metavar='OUT.json', help='COCO results file to write (default: predictions.json)')
     p.add_argument('--nms', action='store_true', help="OKS-NMS per image (HRNet's, threshold 0.9) before writing")
     p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument('--no-flip', action='store_true', help='no flip test')
-    p.add_argument('--batch-size', type=int, default=32, metavar='N', help='crops per forward pass (default 32)')
+    p.add_argument('--batch-size', type=int, default=None, metavar='N', help='crops per forward pass (default 32; bottom-up: whole images, default 8)')
     p.add_argument('--amp', default=None, choices=('bf16', 'fp16'), help='mixed precision')
     p.add_argument('-q', '--quiet', action='store_true', help='print only the total')
     return p
@@ -351,5 +422,6 @@ def cli(argv: list[str] | None = None) -> int:
     if not a.quiet: print('\n'.join(p.summary()))
     n = len(json.loads(out.read_text()))
     left = ('; left out: ' + ', '.join(f'{c} {r}' for r, c in p.skipped.items())) if p.skipped else ''
-    print(f'posebench predict: {n} persons in {len(p.images)} images (boxes: {p.boxes}{left}) -> {out}')
+    kind = 'none, bottom-up' if p.boxes == 'none' else p.boxes
+    print(f'posebench predict: {n} persons in {len(p.images)} images (boxes: {kind}{left}) -> {out}')
     return 0
