@@ -5,6 +5,8 @@
 # %% ../../nbs/07_data.bottomup.ipynb #b76479a1
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from .topdown import MIN_TARGET_PEAK, BatchError, colour_jitter, normalise, samp
 
 # %% auto #0
 __all__ = ['RESIZES', 'PAD_RGB', 'SAMPLE_KEYS', 'fit_affine', 'image_input', 'BottomUpAugParams', 'BottomUpAugment',
-           'augment_affine', 'ann_mask', 'warp_ignore', 'BottomUpDataset', 'check_bottomup_batch']
+           'augment_affine', 'ann_mask', 'warp_ignore', 'BottomUpDataset', 'sized_codec', 'check_bottomup_batch']
 
 # %% ../../nbs/07_data.bottomup.ipynb #ecb63e16
 RESIZES = ('long', 'short')
@@ -305,13 +307,21 @@ def sample_arrays(self: BottomUpDataset, i: int) -> dict:
                 M=M, params=p, flip=flip, size=size, index=i)
 
 # %% ../../nbs/07_data.bottomup.ipynb #a28c8312
+def sized_codec(codec, size):
+    "`codec` for inputs of `size` (w, h): itself, or a copy (`dataclasses.replace`) with that `input_size`."
+    size = tuple(int(v) for v in size)
+    if getattr(codec, 'input_size', None) is None or tuple(codec.input_size) == size: return codec
+    try: return dataclasses.replace(codec, input_size=size)
+    except TypeError: raise TypeError(f'{type(codec).__name__} is not a dataclass: cannot make it for inputs of {size}') from None
+
 @patch
 def __getitem__(self: BottomUpDataset, i: int) -> dict:
     "Sample `i`: normalised image, padded keypoints, visibility and boxes in input px, meta, and every array the codec encodes."
     a = self.sample_arrays(i)
     kin, vis, boxes, mask = a['kpts'], a['vis'], a['boxes'], a['mask']
-    enc = dict(self.codec.encode(kin.astype(np.float32), vis, mask=mask, boxes=boxes.astype(np.float32)))
-    _check_codec_keys(self.codec, enc)
+    codec = sized_codec(self.codec, (a['rgb'].shape[1], a['rgb'].shape[0]))  # 'short' evaluation: inputs differ in size
+    enc = dict(codec.encode(kin.astype(np.float32), vis, mask=mask, boxes=boxes.astype(np.float32)))
+    _check_codec_keys(codec, enc)
     Mx, K, n = self.max_persons, self.schema.n_kpts, min(len(vis), self.max_persons)
     kp, vv, bb = np.zeros((Mx, K, 2), np.float32), np.zeros((Mx, K), np.int64), np.zeros((Mx, 4), np.float32)
     kp[:n], vv[:n], bb[:n] = kin[:n], vis[:n], boxes[:n]

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..codecs.core import Decoded
 from ..core import resolve_device
-from ..data.bottomup import BottomUpDataset, image_input
+from ..data.bottomup import BottomUpDataset, image_input, sized_codec
 from .coco import KeypointResults, category_id
 from .topdown import model_outputs
 from ..geometry import invert_affine
@@ -134,13 +134,6 @@ def predict_bottomup(model: nn.Module, ds: BottomUpDataset, *, flip_test: bool =
 # %% ../../nbs/44b_eval.bottomup.ipynb #774e1715
 TARGET_OUTPUTS = {'heatmap': 'heatmaps', 'offset': 'offsets', 'scale': 'scales'}  # codec target key -> model output key
 
-def _sized(codec, size):
-    "`codec` for inputs of `size` (w, h): itself, or a copy with that `input_size`."
-    size = tuple(int(v) for v in size)
-    if tuple(codec.input_size) == size: return codec
-    try: return dataclasses.replace(codec, input_size=size)
-    except TypeError: raise TypeError(f'{type(codec).__name__} is not a dataclass: cannot make it for inputs of {size}') from None
-
 @torch.no_grad()
 def gt_map_results(ds: BottomUpDataset, codec=None, *, score: str = 'all_kpts', progress: bool = False) -> KeypointResults:
     "The decoder's ceiling: each evaluation image's ground truth encoded by `codec` (default the dataset's) and decoded as a model output."
@@ -154,7 +147,7 @@ def gt_map_results(ds: BottomUpDataset, codec=None, *, score: str = 'all_kpts', 
     for i in it:
         a = ds.sample_arrays(i)
         H, W = a['mask'].shape
-        c = _sized(codec, (W, H))
+        c = sized_codec(codec, (W, H))
         e = c.encode(a['kpts'].astype(np.float32), a['vis'], mask=a['mask'], boxes=a['boxes'].astype(np.float32))
         out = {o: torch.from_numpy(np.ascontiguousarray(e[t]))[None] for t, o in TARGET_OUTPUTS.items() if t in e}
         parts.append(_rows(c.decode(out), invert_affine(a['M'])[None], [ds.image_ids[i]], score))
