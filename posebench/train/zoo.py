@@ -16,7 +16,7 @@ from .losses import HeatmapLoss, IntegralLoss
 from .offsets import GuidingOffsetLoss
 
 # %% auto #0
-__all__ = ['LOSSES', 'loss_for']
+__all__ = ['LOSSES', 'loss_for', 'distill_loss_for']
 
 # %% ../../nbs/39_train.zoo.ipynb #4bbb2a75
 LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss, GuidingOffsetCodec: GuidingOffsetLoss}
@@ -29,3 +29,14 @@ def loss_for(codec, **kw) -> nn.Module:
                         f'add one (LOSSES[{type(codec).__name__}] = ItsLoss)')
     L = LOSSES[cls]
     return L(codec=codec, **kw) if 'codec' in inspect.signature(L).parameters else L(**kw)
+
+# %% ../../nbs/39_train.zoo.ipynb #be0b045d
+from .distill import DistillLoss
+
+def distill_loss_for(codec, teacher: nn.Module, **kw) -> DistillLoss:
+    "The FPD loss (`DistillLoss`) of a codec whose `loss_for` is the heatmap MSE, with `teacher` frozen inside; `kw` go to `DistillLoss`."
+    base = loss_for(codec)
+    if not isinstance(base, HeatmapLoss):
+        raise TypeError(f'fast pose distillation extends the heatmap MSE; a {type(codec).__name__} trains with {type(base).__name__} '
+                        '(use a Gaussian heatmap codec: msra, dark or udp)')
+    return DistillLoss(teacher, codec, **kw)
