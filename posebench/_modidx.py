@@ -1560,7 +1560,7 @@ d = { 'settings': { 'branch': 'main',
                                                                                           'posebench/vis/widgets.py'),
                                        'posebench.vis.widgets.PredictionBrowser.order': ( 'vis.widgets.html#predictionbrowser.order',
                                                                                           'posebench/vis/widgets.py'),
-                                       'posebench.vis.widgets._table': ('vis.widgets.html#_table', 'posebench/vis/widgets.py'),
                                        'posebench.vis.widgets._view': ('vis.widgets.html#_view', 'posebench/vis/widgets.py'),
+                                       'posebench.vis.widgets.html_table': ('vis.widgets.html#html_table', 'posebench/vis/widgets.py'),
                                        'posebench.vis.widgets.playground_decoders': ( 'vis.widgets.html#playground_decoders',
                                                                                       'posebench/vis/widgets.py')}}}

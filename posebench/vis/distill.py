@@ -16,7 +16,7 @@ from ..data.topdown import denormalise
 from ..train.distill import resample_heatmaps
 from .draw import draw_pose
 from .heatmaps import draw_heatmap_overlay, heatmap_affine
-from .widgets import FigureWidget, _table
+from .widgets import FigureWidget, html_table
 
 # %% auto #0
 __all__ = ['MAPS', 'distill_maps', 'plot_distill', 'DistillBrowser']
@@ -102,4 +102,4 @@ class DistillBrowser(FigureWidget):
             e = np.linalg.norm(k - true, axis=-1)
             if j is None: rows.append([n, '—', f'{sc.mean():.3f}', f'{e[lab].mean():.2f}' if lab.any() else '—'])
             else: rows.append([n, f'({k[j, 0]:.1f}, {k[j, 1]:.1f})', f'{sc[j]:.3f}', f'{e[j]:.2f}' if lab[j] else '—'])
-        self.table.value = _table(rows, ['map', 'keypoint (input px)', 'score', 'error (input px)'], 'cyan crosses: the labelled keypoints')
+        self.table.value = html_table(rows, ['map', 'keypoint (input px)', 'score', 'error (input px)'], 'cyan crosses: the labelled keypoints')

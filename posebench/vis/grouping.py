@@ -25,7 +25,7 @@ from ..data.bottomup import PAD_RGB, BottomUpDataset, fit_affine
 from ..data.topdown import normalise
 from ..geometry import apply_affine, warp_image
 from .draw import draw_pose
-from .widgets import FigureWidget, _table
+from .widgets import FigureWidget, html_table
 
 # %% auto #0
 __all__ = ['STANDING', 'DECODE_KNOBS', 'OFFSET_COLOURS', 'SOURCES', 'Scene', 'fit_scene', 'scene_from_dataset',
@@ -400,7 +400,7 @@ class GroupingInspector(FigureWidget):
         n, k = self.check.counts, v.codec
         src = ('ground-truth maps (the codec encoding of the GT)' if self.source.value == 'ground truth' else 'model prediction'
                if self.model is not None else 'simulated prediction: GT targets at jittered keypoints, smooth heatmap noise, noisy offsets (no model given)')
-        self.table.value = _table(
+        self.table.value = html_table(
             [[f'<b>{n["persons"]} / {n["gt"]}</b>', n['fragments'], n['mixed'], n['split'], n['missed'], f'{n["kpts"]} / {int((sc.vis > 0).sum())}',
               int(v.cands['valid'].sum()), int(v.grouping.kept.sum()), f'{v.ms["candidates"]:.0f} + {v.ms["group"]:.0f}']],
             ['persons / GT', 'fragments', 'mixed', 'GT split', 'GT missed', 'GT keypoints found', 'candidates', 'limbs kept', 'decode ms (maps + group)'],

@@ -24,7 +24,8 @@ from .heatmaps import (COLOURS, SHOWN, Person, crop_person, decode_all, draw_hea
                                     plot_keypoint_errors, plot_peak_zoom, point, shown_decoders, simulated_heatmaps, subpixel_errors)
 
 # %% auto #0
-__all__ = ['KERNELS', 'SORTS', 'FigureWidget', 'playground_decoders', 'CodecPlayground', 'HeatmapExplorer', 'PredictionBrowser']
+__all__ = ['KERNELS', 'SORTS', 'FigureWidget', 'html_table', 'playground_decoders', 'CodecPlayground', 'HeatmapExplorer',
+           'PredictionBrowser']
 
 # %% ../../nbs/53_vis.widgets.ipynb #2be4dc27
 class FigureWidget(W.VBox):
@@ -52,7 +53,7 @@ class FigureWidget(W.VBox):
 
     def _draw(self): raise NotImplementedError
 
-def _table(rows: list, head: list, note: str = '') -> str:
+def html_table(rows: list, head: list, note: str = '') -> str:
     "A small HTML table (values already formatted) with an optional note below."
     th = ''.join(f'<th style="padding:0 8px">{html.escape(str(h))}</th>' for h in head)
     tr = ''.join('<tr>' + ''.join(f'<td style="padding:0 8px;text-align:right">{c}</td>' for c in r) + '</tr>' for r in rows)
@@ -102,7 +103,7 @@ class CodecPlayground(FigureWidget):
             self._curve_key = key; self.keep = {self.axes[1]}
         self._marker.set_xdata([self.dx.value] * 2)
         self.axes[0].set_title(f'{Wd}×{H} map, σ={self.sigma.value:g}', fontsize=8)
-        self.table.value = _table([[f'<b style="color:{COLOURS[n].replace("tab:", "")}">{n}</b>', f'{est[n][0]:.3f}', f'{est[n][1]:.3f}',
+        self.table.value = html_table([[f'<b style="color:{COLOURS[n].replace("tab:", "")}">{n}</b>', f'{est[n][0]:.3f}', f'{est[n][1]:.3f}',
                                     f'{e:.3f}'] for n, e in self.errors.items()], ['decoder', 'x', 'y', '|error| (hm px)'],
                                   f'true centre ({true[0]:.3f}, {true[1]:.3f}); redraw {self.redraw_ms:.0f} ms (previous)')
 
@@ -163,7 +164,7 @@ class HeatmapExplorer(FigureWidget):
         self.mean_errors = {n: float(np.nanmean(keypoint_errors(d.kpts[0], cr.kpts[None], cr.vis[None]))) for n, d in decs.items()}
         note = ('simulated prediction = GT targets re-rendered at keypoints jittered by N(0, %.1f²) input px + noise std %.2f: no trained model yet'
                 % (self.jitter, self.noise)) if self.source.value == 'predicted' else 'target = the codec encoding of the GT'
-        self.table.value = _table([[('▶ ' if n == self.decoder.value else '') + n, f'{self.errors[n]:.3f}', f'{self.mean_errors[n]:.3f}']
+        self.table.value = html_table([[('▶ ' if n == self.decoder.value else '') + n, f'{self.errors[n]:.3f}', f'{self.mean_errors[n]:.3f}']
                                    for n in decs], ['decoder', f'|error| at {self.schema.keypoints[k]} (input px)',
                                                     'mean over labelled joints (input px)'], note)
 
@@ -211,4 +212,4 @@ class PredictionBrowser(FigureWidget):
         rows = [[f'{self.rank.value + 1}/{len(order)}', html.escape(p.name), f'{self.oks[i]:.3f}', f'{np.nanmean(self.err[i]):.2f}']
                 + ([f'{self.err[i, j]:.2f}'] if j >= 0 else [])]
         head = ['rank', 'person', 'OKS', 'mean error (image px)'] + ([f'{self.schema.keypoints[j]} error'] if j >= 0 else [])
-        self.table.value = _table(rows, head, self.note)
+        self.table.value = html_table(rows, head, self.note)
