@@ -422,7 +422,7 @@ def greedy_group(c: dict, limbs, *, dist_max: float = 40., person_thr: float = .
 # %% ../../nbs/15_codecs.offsets.ipynb #591048f0
 @patch
 def group(self: GuidingOffsetCodec, cands: Candidates, trace: bool = False):
-    "Greedy grouping of every image of `cands` → `Decoded` (persons padded over the batch, `inst_scores` the mean over all K keypoint scores); with `trace`, also the `Grouping`s."
+    "Greedy grouping of every image of `cands` → `Decoded` (persons padded over the batch); with `trace`, also the list of `Grouping`s."
     B, K, T = cands.score.shape
     a = cands.numpy()
     gs = [greedy_group({k: (None if v is None else v[b]) for k, v in a.items()}, self.limbs, dist_max=self.dist_max, person_thr=self.person_thr, positive=self.positive,
@@ -431,7 +431,7 @@ def group(self: GuidingOffsetCodec, cands: Candidates, trace: bool = False):
     kp, sc, ins, msk = np.zeros((B, N, K, 2), np.float32), np.zeros((B, N, K), np.float32), np.zeros((B, N), np.float32), np.zeros((B, N), bool)
     for b, g in enumerate(gs):
         n = len(g)
-        kp[b, :n], sc[b, :n], ins[b, :n], msk[b, :n] = g.kpts, g.scores, g.scores.sum(1) / max(K, 1), True  # the official COCO score
+        kp[b, :n], sc[b, :n], ins[b, :n], msk[b, :n] = g.kpts, g.scores, g.inst_scores, True
     dev = cands.score.device
     out = Decoded(*(torch.from_numpy(a).to(dev) for a in (kp, sc, ins, msk)))
     return (out, gs) if trace else out
