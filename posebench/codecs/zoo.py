@@ -9,6 +9,7 @@ from typing import Callable
 
 from .core import Decoder, HeatmapCodec
 from .gaussian import dark_heatmap, msra_heatmap, udp_heatmap
+from .ihl import ihl_codec
 from .integral import SoftArgmax, integral_heatmap
 from .refine import Argmax, Dark, QuarterShift
 
@@ -16,7 +17,8 @@ from .refine import Argmax, Dark, QuarterShift
 __all__ = ['CODECS', 'DECODERS', 'default_sigma', 'build_codec', 'published_codecs', 'decoder', 'decoder_variants']
 
 # %% ../../nbs/19_codecs.zoo.ipynb #d17284c2
-CODECS: dict[str, Callable[..., HeatmapCodec]] = {'msra': msra_heatmap, 'dark': dark_heatmap, 'udp': udp_heatmap, 'integral': integral_heatmap}
+CODECS: dict[str, Callable[..., HeatmapCodec]] = {'msra': msra_heatmap, 'dark': dark_heatmap, 'udp': udp_heatmap, 'integral': integral_heatmap,
+                                             'ihl': ihl_codec}
 
 def default_sigma(input_size) -> float:
     "The papers' σ = 2 heatmap px at 256 px input height, scaled with the input height (1 at 128)."

@@ -10,14 +10,16 @@ import inspect
 from torch import nn
 
 from ..codecs.gaussian import GaussianHeatmap
+from ..codecs.ihl import IHLCodec
 from ..codecs.integral import IntegralHeatmap
+from .ihl import IHLLoss
 from .losses import HeatmapLoss, IntegralLoss
 
 # %% auto #0
 __all__ = ['LOSSES', 'loss_for']
 
 # %% ../../nbs/39_train.zoo.ipynb #4bbb2a75
-LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss}
+LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss, IHLCodec: IHLLoss}
 
 def loss_for(codec, **kw) -> nn.Module:
     "The training loss of `codec`: the `LOSSES` row of its class or nearest base class, built with `codec` if it takes one, and `kw`."
