@@ -1,6 +1,6 @@
 """The integral comparison run notebook (nbs/runs/integral_compare.ipynb) run tiny through the real `posebench run`
 command: every row trains, the AP table, the low-resolution table, the curves and metrics.json are written, and the AP
-and bootstrap numbers it reports are those pycocotools and `paired_bootstrap_ap` give."""
+and bootstrap numbers it reports are those pycocotools and `eval.bootstrap.paired_bootstrap` give."""
 import json
 import os
 import subprocess

@@ -10,16 +10,13 @@ import math
 import torch
 from torch import nn
 
-import numpy as np
-
 from ..codecs.integral import dsdt_moments, sihn_norm
 from ..codecs.ihl import IHLCodec
 from ..models.ihl import RealNVP
-from .losses import STACKS, _f32, _get, no_autocast, per_stack
+from .losses import STACKS, as_f32, need_key, no_autocast, per_stack
 
 # %% auto #0
-__all__ = ['ihl_nll', 'marginal_profiles', 'sinkhorn_divergence', 'marginal_sinkhorn', 'IHLLoss', 'coco_ap',
-           'paired_bootstrap_ap']
+__all__ = ['ihl_nll', 'marginal_profiles', 'sinkhorn_divergence', 'marginal_sinkhorn', 'IHLLoss']
 
 # %% ../../nbs/34_train.ihl.ipynb #87ef4311
 def ihl_nll(mu: torch.Tensor, var: torch.Tensor, y: torch.Tensor, w: torch.Tensor, flow: nn.Module, var_floor: float = 0.) -> torch.Tensor:
@@ -121,14 +118,14 @@ class IHLLoss(nn.Module):
 
     def terms(self, logits: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         "The two terms `{'nll', 'sinkhorn'}` (float32 scalars; 'sinkhorn' only while it is on) of one output `(B, K, H, W)`."
-        kpts, w = _get(batch, 'kpts', 'IHLLoss'), _f32(_get(batch, 'weight', 'IHLLoss')).to(logits.device)
+        kpts, w = need_key(batch, 'kpts', 'IHLLoss'), as_f32(need_key(batch, 'weight', 'IHLLoss')).to(logits.device)
         with no_autocast(logits.device):
-            h = sihn_norm(_f32(logits), self.codec.beta, self.codec.eps if self.guard else 0.)
+            h = sihn_norm(as_f32(logits), self.codec.beta, self.codec.eps if self.guard else 0.)
             mu, var = dsdt_moments(h)
-            y = self.codec.normalised(self.codec.to_heatmap(_f32(kpts).to(mu)))
+            y = self.codec.normalised(self.codec.to_heatmap(as_f32(kpts).to(mu)))
             out = dict(nll=ihl_nll(mu, var, y, w.to(mu), self.flow, self.var_floor if self.guard else 0.))
             if self.use_sinkhorn():
-                t = _f32(_get(batch, 'target', 'IHLLoss')).to(h)
+                t = as_f32(need_key(batch, 'target', 'IHLLoss')).to(h)
                 out['sinkhorn'] = self.sinkhorn_weight * marginal_sinkhorn(h, t, w.to(h), self.blur, self.scaling)
         return out
 
@@ -141,45 +138,3 @@ class IHLLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f'sinkhorn={self.sinkhorn}, sinkhorn_until={self.sinkhorn_until}, batches_per_epoch={self.batches_per_epoch}, '
                 f'guard={self.guard}, var_floor={self.var_floor:g}, stacks={self.stacks!r}')
-
-# %% ../../nbs/34_train.ihl.ipynb #05988316
-def _eval_parts(E) -> list[dict | None]:
-    "The per-image match records of an evaluated pycocotools `COCOeval` for the first category, all areas, the last maxDets."
-    p = E.params
-    if len(p.catIds) != 1: raise ValueError(f'coco_ap needs one category, the evaluation has {len(p.catIds)}')
-    I = len(p.imgIds)
-    return list(E.evalImgs[:I])  # (category 0, area range 0 = 'all'), image by image
-
-def coco_ap(E, idx=None) -> float:
-    "COCO AP (fraction) of an evaluated `COCOeval` over its images `idx` (indices into `E.params.imgIds`, repeats allowed; None: all)."
-    parts, maxdet = _eval_parts(E), E.params.maxDets[-1]
-    sel = [parts[i] for i in (range(len(parts)) if idx is None else idx)]
-    sel = [e for e in sel if e is not None]
-    if not sel: return float('nan')
-    scores = np.concatenate([e['dtScores'][:maxdet] for e in sel])
-    order = np.argsort(-scores, kind='mergesort')
-    dtm = np.concatenate([e['dtMatches'][:, :maxdet] for e in sel], 1)[:, order]
-    dti = np.concatenate([e['dtIgnore'][:, :maxdet] for e in sel], 1)[:, order]
-    npig = int(np.count_nonzero(np.concatenate([e['gtIgnore'] for e in sel]) == 0))
-    if npig == 0: return float('nan')
-    tp = np.cumsum(np.logical_and(dtm, ~dti.astype(bool)), 1, dtype=np.float64)
-    fp = np.cumsum(np.logical_and(~dtm.astype(bool), ~dti.astype(bool)), 1, dtype=np.float64)
-    rthr = E.params.recThrs
-    prec = np.zeros((tp.shape[0], len(rthr)))
-    for t in range(tp.shape[0]):
-        rc, pr = tp[t] / npig, tp[t] / np.maximum(tp[t] + fp[t], np.spacing(1))
-        pr = np.maximum.accumulate(pr[::-1])[::-1]  # the precision envelope
-        k = np.searchsorted(rc, rthr, side='left')
-        ok = k < len(pr)
-        prec[t, ok] = pr[k[ok]]
-    return float(prec.mean())
-
-def paired_bootstrap_ap(E_ref, E, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    "AP of `E` minus AP of `E_ref` (evaluated `COCOeval`s on the same images) with its paired image-bootstrap interval."
-    if list(E_ref.params.imgIds) != list(E.params.imgIds): raise ValueError('paired_bootstrap_ap needs both evaluations on the same images')
-    n = len(E.params.imgIds)
-    rng = np.random.default_rng(seed)
-    d = np.array([coco_ap(E, i) - coco_ap(E_ref, i) for i in (rng.integers(0, n, n) for _ in range(n_boot))])
-    d = d[np.isfinite(d)]
-    lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2]) if len(d) else (float('nan'), float('nan'))
-    return dict(diff=coco_ap(E) - coco_ap(E_ref), lo=float(lo), hi=float(hi), n_boot=int(len(d)), level=level)

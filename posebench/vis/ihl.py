@@ -19,7 +19,7 @@ from ..codecs.integral import soft_argmax
 from ..core import COCO17, KeypointSchema
 from ..data.topdown import normalise
 from .heatmaps import Crop, Person, crop_person
-from .widgets import FigureWidget, _table
+from .widgets import FigureWidget, html_table
 
 # %% auto #0
 __all__ = ['IHLState', 'ihl_state', 'draw_map', 'plot_marginals', 'flow_log_density', 'plot_flow_density', 'IHLExplorer']
@@ -123,6 +123,6 @@ class IHLExplorer(FigureWidget):
         if ok[k]: self.axes[3].plot(*np.clip(st.residual[k], -4, 4), 'o', mfc='none', mec='r', ms=9)
         sc = np.asarray(self.codec.to_input(np.ones(2)), np.float64)
         err = float(np.linalg.norm((st.mu[k] - st.true[k]) * sc)) if ok[k] else float('nan')
-        self.table.value = _table([[name, f'{st.mu[k][0] * sc[0]:.1f}, {st.mu[k][1] * sc[1]:.1f}', f'{st.sigma[k][0] * sc[0]:.2f}, {st.sigma[k][1] * sc[1]:.2f}',
+        self.table.value = html_table([[name, f'{st.mu[k][0] * sc[0]:.1f}, {st.mu[k][1] * sc[1]:.1f}', f'{st.sigma[k][0] * sc[0]:.2f}, {st.sigma[k][1] * sc[1]:.2f}',
                                     f'{err:.2f}']], ['joint', 'mean (input px)', 'σ x, y (input px)', 'error (input px)'],
                                   f'person {self.person.value}: {self.people[self.person.value].name}; redraw {self.redraw_ms:.0f} ms (previous)')
