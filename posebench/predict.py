@@ -26,7 +26,7 @@ from .data.bottomup import image_input
 from .data.readers import PoseAnnotations, read_detections, read_image, read_json
 from .data.topdown import kpts_to_image, normalise
 from .eval.bottomup import bottomup_outputs
-from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
+from .eval.coco import KeypointResults, crop_area, oks_nms_per_image, rescore
 from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
@@ -202,14 +202,13 @@ class Predictions:
 
 # %% ../nbs/45_predict.ipynb #69628626
 def _keep(self: Predictions, nms: bool, oks_thr: float) -> np.ndarray:
-    "Rows kept by per-image OKS-NMS over the crop areas (all rows without `nms`)."
+    "Rows kept by per-image OKS-NMS over the crop areas, each image's in NMS order (all rows, in order, without `nms`)."
     if nms and self.boxes == 'none':
         raise ValueError('OKS-NMS removes the duplicate poses of overlapping person boxes; a bottom-up model has no boxes and its grouping '
                          'gives each keypoint to one person: no nms')
     if not nms or len(self) == 0: return np.arange(len(self))
     area = crop_area(self.box, self.aspect_ratio, self.padding)
-    keep = [g[oks_nms(self.kpts[g], self.score[g], area[g], oks_thr, self.schema.sigmas)] for g in _groups(self.image_index, len(self.images))]
-    return np.sort(np.concatenate(keep))
+    return oks_nms_per_image(self.image_index, self.kpts, self.score, area, oks_thr, self.schema.sigmas)
 
 @patch
 def results(self: Predictions, image_ids=None, *, boxes: str | None = None, nms: bool = False, oks_thr: float = 0.9,

@@ -47,6 +47,7 @@ class ReadReport:
     examples: dict = field(default_factory=dict)  # reason -> the first few record ids
     malformed: set = field(default_factory=set)  # reasons that are errors (skipped only under errors='skip')
     images_skipped: Counter = field(default_factory=Counter)  # reason -> count of image records skipped
+    images_merged: int = 0  # repeated image records identical to the first one with their id, merged into it
     notes: list = field(default_factory=list)  # facts about the file that are neither errors nor skips
 
     def skip(self, reason: str, rid, malformed: bool = False):
@@ -66,6 +67,7 @@ class ReadReport:
         if self.skipped: s += f'; skipped {self.n_skipped}: ' + ', '.join(f'{n} {r}' for r, n in self.skipped.most_common())
         if self.images_skipped:
             s += f'; skipped {sum(self.images_skipped.values())} images: ' + ', '.join(f'{n} {r}' for r, n in self.images_skipped.most_common())
+        if self.images_merged: s += f'; merged {self.images_merged} repeated image records'
         return s
 
     def summary(self) -> str:
@@ -208,8 +210,10 @@ class _Sink:
         self.report.skip(e.reason, rid, malformed=True)
     def policy(self, reason: str, rid): self.report.skip(reason, rid)
 
-def _finish(report: ReadReport):
-    if report.n_malformed: warnings.warn(report.summary(), AnnotationWarning, stacklevel=3)
+def _finish(report: ReadReport, stacklevel: int = 3):
+    "Warn (AnnotationWarning) with the one-line report when `errors='skip'` skipped anything malformed: records or image records."
+    if report.n_malformed or report.images_skipped:
+        warnings.warn(f"{report} (errors='skip'; example ids: .report.summary())", AnnotationWarning, stacklevel=stacklevel)
 
 def _min_kpts_reason(min_kpts: int) -> str:
     return 'no labelled keypoints' if min_kpts == 1 else f'fewer than {min_kpts} labelled keypoints'
@@ -250,7 +254,9 @@ def _coco_image(im, i: int, file: Path, img_dir: Path, check_images: bool, seen)
     at = _At(file, f'image #{i}' if iid is None else f'image id={iid}')
     if not isinstance(im, dict): raise at.err(None, f'expected an object, got {_short(im)}', 'bad layout')
     if iid is None: raise at.err('id', 'missing', "missing 'id'")
-    if iid in seen: raise at.err('id', f'duplicate image id {iid}', 'duplicate id')
+    if iid in seen:
+        diff = sorted(k for k in im.keys() | seen[iid].keys() if im.get(k) != seen[iid].get(k))
+        raise at.err('id', f'duplicate image id {iid}: record #{i} differs from the first record with that id in {diff}', 'duplicate id')
     fn = im.get('file_name')
     if not isinstance(fn, str) or not fn: raise at.err('file_name', f'missing or not a file name: {_short(fn)}', "missing 'file_name'")
     wh = [_num(im.get(k), at, k) for k in ('width', 'height')]
@@ -320,17 +326,20 @@ def _make_coco(dataset: dict):
     return coco
 
 def _read_images(d: dict, file: Path, img_dir, check_images: bool, sink: _Sink):
-    "Image id -> ImageInfo for the good images, image id -> AnnotationError for the bad ones (errors='skip')."
+    "Image id -> ImageInfo for the good images, image id -> AnnotationError for the bad ones (errors='skip'), image id -> its first record."
     first = next((im.get('file_name') for im in d['images'] if isinstance(im, dict) and isinstance(im.get('file_name'), str)), None)
     img_dir = _find_img_dir(file, img_dir, first)
-    images, bad = {}, {}
+    images, bad, first = {}, {}, {}
     for i, im in enumerate(d['images']):
-        try: images[im['id']] = _coco_image(im, i, file, img_dir, check_images, images.keys() | bad.keys())
+        iid = im.get('id') if isinstance(im, dict) else None
+        if iid is not None and iid in first and im == first[iid]: sink.report.images_merged += 1; continue  # the same record again
+        try: images[iid] = _coco_image(im, i, file, img_dir, check_images, first)
         except AnnotationError as e:
             if sink.errors == 'raise': raise
-            if isinstance(im, dict) and im.get('id') is not None and im['id'] not in images: bad[im['id']] = e
+            if iid is not None and iid not in images: bad[iid] = e
             sink.report.images_skipped[e.reason] += 1
-    return images, bad
+        if iid is not None: first.setdefault(iid, im)
+    return images, bad, first
 
 # %% ../../nbs/02_data.readers.ipynb #9dc87705
 def _read_coco_style(ann_file, img_dir, schema, *, fmt: str, errors: str, min_kpts: int, check_images: bool) -> PoseAnnotations:
@@ -340,7 +349,7 @@ def _read_coco_style(ann_file, img_dir, schema, *, fmt: str, errors: str, min_kp
     d = read_json(file)
     _coco_layout(d, file)
     cat, schema = _coco_schema(d['categories'], schema, fmt, file, report)
-    images, bad_images = _read_images(d, file, img_dir, check_images, sink)
+    images, bad_images, first = _read_images(d, file, img_dir, check_images, sink)
     records, good, ids, n_area = [], [], set(), 0
     for i, ann in enumerate(d['annotations']):
         report.n_read += 1
@@ -365,9 +374,8 @@ def _read_coco_style(ann_file, img_dir, schema, *, fmt: str, errors: str, min_kp
         else: records.append(rec)
     report.n_kept = len(records)
     if n_area: report.notes.append(f'{n_area} annotations have no area; used the box area w*h')
-    keep = [im for im in d['images'] if isinstance(im, dict) and im.get('id') in images]
-    coco = _make_coco({**d, 'images': keep, 'annotations': good})
-    _finish(report)
+    coco = _make_coco({**d, 'images': [first[i] for i in images], 'annotations': good})  # one record per image
+    _finish(report, stacklevel=4)
     return PoseAnnotations(records, images, schema, file, report, fmt, coco)
 
 # %% ../../nbs/02_data.readers.ipynb #94e8115c

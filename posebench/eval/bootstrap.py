@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.readers import PoseAnnotations
-from .coco import as_numpy, as_results
+from .coco import as_results, check_sigmas
 
 # %% auto #0
 __all__ = ['METRICS', 'ImageEval', 'image_eval', 'resampled_ap', 'paired_bootstrap', 'format_delta']
@@ -35,9 +35,10 @@ def image_eval(gt: PoseAnnotations, results, *, boxes: str | None = None, sigmas
     from pycocotools.cocoeval import COCOeval
     res = as_results(results, gt, boxes)
     if len(res) == 0: raise ValueError('no results to evaluate')
+    sigmas = check_sigmas(gt.schema.sigmas if sigmas is None else sigmas, res.n_kpts)
     with contextlib.redirect_stdout(io.StringIO()):
         E = COCOeval(gt.coco, gt.coco.loadRes(res.to_coco()), 'keypoints')
-        E.params.kpt_oks_sigmas = as_numpy(gt.schema.sigmas if sigmas is None else sigmas)
+        E.params.kpt_oks_sigmas = sigmas
         E.params.catIds, E.params.maxDets = [res.category_id], [max_dets]
         if img_ids is not None: E.params.imgIds = sorted(set(img_ids))
         E.evaluate()

@@ -18,9 +18,9 @@ from ..data.readers import AnnotationError, PoseAnnotations, read_json
 from ..geometry import PIXEL_STD, box_to_cs
 
 # %% auto #0
-__all__ = ['BOXES', 'COCO_STATS', 'as_numpy', 'check_finite', 'oks_terms', 'oks_matrix', 'oks_paired', 'displace_for_oks',
-           'rescore', 'nms_oks', 'oks_nms', 'crop_area', 'KeypointResults', 'topdown_results', 'EvalReport',
-           'render_table', 'category_id', 'as_results', 'run_cocoeval', 'coco_eval']
+__all__ = ['BOXES', 'COCO_STATS', 'as_numpy', 'check_finite', 'check_sigmas', 'oks_terms', 'oks_matrix', 'oks_paired',
+           'displace_for_oks', 'rescore', 'nms_oks', 'oks_nms', 'oks_nms_per_image', 'crop_area', 'KeypointResults',
+           'topdown_results', 'EvalReport', 'render_table', 'category_id', 'as_results', 'run_cocoeval', 'coco_eval']
 
 # %% ../../nbs/40_eval.coco.ipynb #286b5262
 def as_numpy(x, dtype=np.float64) -> np.ndarray:
@@ -37,10 +37,21 @@ def check_finite(a: np.ndarray, name: str, axes=('person', 'keypoint'), names=No
         raise ValueError(f'{name}: non-finite value {a[idx]} at {pos}')
     return a
 
+def check_sigmas(sigmas, n_kpts: int) -> np.ndarray:
+    "`sigmas` as float64 `(K,)`, or a ValueError naming both lengths unless it holds one OKS sigma per keypoint."
+    s = as_numpy(sigmas)
+    if s.ndim != 1 or len(s) != n_kpts:
+        got = f'{len(s)} values' if s.ndim == 1 else f'shape {s.shape}'
+        raise ValueError(f"sigmas: {got} for {n_kpts} keypoints: pass one OKS sigma per keypoint (the schema's .sigmas)")
+    return s
+
 # %% ../../nbs/40_eval.coco.ipynb #d03bc245
 def oks_terms(pred, gt, area, sigmas) -> np.ndarray:
     "Per-keypoint OKS factors `exp(-d²/(2·area·(2σ)²))` of `pred` vs `gt` `(..., K, 2)`, `area` `(...)`: `(..., K)`."
-    pred, gt, area, sigmas = as_numpy(pred), as_numpy(gt), as_numpy(area), as_numpy(sigmas)
+    pred, gt, area = as_numpy(pred), as_numpy(gt), as_numpy(area)
+    if pred.ndim < 2 or gt.ndim < 2 or pred.shape[-2:] != gt.shape[-2:] or pred.shape[-1] != 2:
+        raise ValueError(f'pred {pred.shape} and gt {gt.shape} must both end in (K, 2)')
+    sigmas = check_sigmas(sigmas, pred.shape[-2])
     d2 = ((pred - gt) ** 2).sum(-1)
     return np.exp(-d2 / (2 * sigmas) ** 2 / (area[..., None] + np.spacing(1)) / 2)
 
@@ -64,8 +75,9 @@ def oks_paired(pred, gt, vis, area, sigmas) -> np.ndarray:
 # %% ../../nbs/40_eval.coco.ipynb #afd14429
 def displace_for_oks(gt, area, sigmas, target: float, angle: float = 0.) -> np.ndarray:
     "Keypoints `(..., K, 2)` moved from `gt` in direction `angle` so that every OKS factor equals `target`."
-    d = np.sqrt(-2 * as_numpy(area)[..., None] * (2 * as_numpy(sigmas)) ** 2 * np.log(target))  # (..., K)
-    return as_numpy(gt) + d[..., None] * np.array([np.cos(angle), np.sin(angle)])
+    gt = as_numpy(gt)
+    d = np.sqrt(-2 * as_numpy(area)[..., None] * (2 * check_sigmas(sigmas, gt.shape[-2])) ** 2 * np.log(target))  # (..., K)
+    return gt + d[..., None] * np.array([np.cos(angle), np.sin(angle)])
 
 # %% ../../nbs/40_eval.coco.ipynb #a7e2f568
 def rescore(kpt_scores, box_scores, thr: float = 0.2) -> np.ndarray:
@@ -81,8 +93,10 @@ _rescore = rescore  # `topdown_results` has an argument of that name
 def nms_oks(kpts, areas, sigmas, kpt_scores=None, vis_thr: float | None = None) -> np.ndarray:
     "HRNet's `oks_iou` between all pairs of poses `(N, K, 2)` with areas `(N,)`: `(N, N)`, row = the kept pose."
     k, a = as_numpy(kpts), as_numpy(areas)
+    if k.ndim != 3 or k.shape[-1] != 2: raise ValueError(f'kpts must be (N, K, 2), got shape {k.shape}')
+    sigmas = check_sigmas(sigmas, k.shape[1])
     d2 = ((k[:, None] - k[None]) ** 2).sum(-1)  # (N, N, K)
-    e = d2 / (2 * as_numpy(sigmas)) ** 2 / ((a[:, None] + a[None]) / 2 + np.spacing(1))[..., None] / 2
+    e = d2 / (2 * sigmas) ** 2 / ((a[:, None] + a[None]) / 2 + np.spacing(1))[..., None] / 2
     if vis_thr is None: return np.exp(-e).mean(-1)
     m = np.broadcast_to((as_numpy(kpt_scores) > vis_thr)[None], e.shape)  # the *other* pose's scores only
     n = m.sum(-1)
@@ -90,13 +104,31 @@ def nms_oks(kpts, areas, sigmas, kpt_scores=None, vis_thr: float | None = None) 
 
 def oks_nms(kpts, scores, areas, thr: float = 0.9, sigmas=COCO17.sigmas, kpt_scores=None, vis_thr: float | None = None) -> np.ndarray:
     "Indices kept by HRNet's greedy OKS-NMS (highest score first): poses with OKS > `thr` to a kept one are dropped."
-    scores = as_numpy(scores)
+    scores, k = as_numpy(scores), as_numpy(kpts)
+    if k.ndim == 3: check_sigmas(sigmas, k.shape[1])
     if len(scores) == 0: return np.zeros(0, np.int64)
     M = nms_oks(kpts, areas, sigmas, kpt_scores, vis_thr)
     alive, keep = np.ones(len(scores), bool), []
     for i in np.argsort(scores)[::-1]:  # HRNet: scores.argsort()[::-1]
         if alive[i]: keep.append(i); alive &= ~(M[i] > thr)
     return np.array(keep, np.int64)
+
+def oks_nms_per_image(image_id, kpts, scores, areas, thr: float = 0.9, sigmas=COCO17.sigmas, kpt_scores=None,
+                      vis_thr: float | None = None) -> np.ndarray:
+    "Indices kept by `oks_nms` within each image `(N,)`: images in order of first appearance, each image's poses in NMS order."
+    ids, k, s, a = np.asarray(image_id).reshape(-1), as_numpy(kpts), as_numpy(scores), as_numpy(areas)
+    if k.ndim == 3: check_sigmas(sigmas, k.shape[1])
+    if len(ids) == 0: return np.zeros(0, np.int64)
+    _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind='stable')  # rows of group 0, 1, ... each in input order
+    cuts = np.searchsorted(inv[order], np.arange(len(first) + 1))
+    ks = None if kpt_scores is None else as_numpy(kpt_scores)
+    out = []
+    for g in np.argsort(first):
+        m = order[cuts[g]:cuts[g + 1]]
+        out.append(m[oks_nms(k[m], s[m], a[m], thr, sigmas, None if ks is None else ks[m], vis_thr)])
+    return np.concatenate(out)
 
 # %% ../../nbs/40_eval.coco.ipynb #a92056cd
 def crop_area(box, aspect_ratio: float, padding: float = 1.25) -> np.ndarray:
@@ -191,18 +223,19 @@ def write(self: KeypointResults, path) -> Path:
 # %% ../../nbs/40_eval.coco.ipynb #5d77a8da
 def topdown_results(image_id, kpts, kpt_scores, box_scores, areas, *, boxes: str, sigmas, rescore: bool | None = None,
                     nms: bool | None = None, kpt_thr: float = 0.2, oks_thr: float = 0.9, category_id: int = 1) -> KeypointResults:
-    "Rescore and OKS-NMS per image (by default only for `boxes='detector'`) top-down poses `(N, K, 2)` in image px."
+    "Rescore and OKS-NMS per image (by default only for `boxes='detector'`) top-down poses `(N, K, 2)` in image px; kept poses in NMS order."
     _check_boxes(boxes)
     det = boxes == 'detector'
     ids, k, s = np.asarray(image_id).reshape(-1), check_finite(as_numpy(kpts), 'kpts'), check_finite(as_numpy(kpt_scores), 'kpt_scores')
     b, a = check_finite(as_numpy(box_scores), 'box_scores', ('person',)), check_finite(as_numpy(areas), 'areas', ('person',))
     if not (len(ids) == len(k) == len(s) == len(b) == len(a)): raise ValueError(f'image_id, kpts, kpt_scores, box_scores, areas: lengths {len(ids)}, {len(k)}, {len(s)}, {len(b)}, {len(a)} differ')
+    if k.ndim != 3: raise ValueError(f'kpts must be (N, K, 2), got shape {k.shape}')
+    check_sigmas(sigmas, k.shape[1])
     steps, score = [], b.copy()
     if det if rescore is None else rescore: score = _rescore(s, b, kpt_thr); steps.append(f'rescore(kpt_thr={kpt_thr:g})')
     keep = np.arange(len(ids))
     if det if nms is None else nms:
-        u, inv = np.unique(ids, return_inverse=True)
-        keep = np.sort(np.concatenate([np.flatnonzero(inv == g)[oks_nms(k[inv == g], score[inv == g], a[inv == g], oks_thr, sigmas)] for g in range(len(u))] or [keep]))
+        keep = oks_nms_per_image(ids, k, score, a, oks_thr, sigmas)  # each image's poses in NMS order, as HRNet writes them
         steps.append(f'oks_nms(thr={oks_thr:g}): {len(ids)} -> {len(keep)}')
     return KeypointResults(ids[keep], k[keep], s[keep], score[keep], boxes, tuple(steps), category_id)
 
@@ -263,9 +296,10 @@ def run_cocoeval(coco_gt, results: KeypointResults, sigmas, img_ids=None, max_de
     "A pycocotools `COCOeval` (keypoints) of `results` on `coco_gt`, evaluated and accumulated, its prints swallowed."
     from pycocotools.cocoeval import COCOeval
     if len(results) == 0: raise ValueError('no results to evaluate: pycocotools cannot evaluate an empty result set')
+    sigmas = check_sigmas(sigmas, results.n_kpts)
     with contextlib.redirect_stdout(io.StringIO()):
         E = COCOeval(coco_gt, coco_gt.loadRes(results.to_coco()), 'keypoints')
-        E.params.kpt_oks_sigmas = as_numpy(sigmas)
+        E.params.kpt_oks_sigmas = sigmas
         E.params.catIds = [results.category_id]
         E.params.maxDets = [max_dets]
         if img_ids is not None: E.params.imgIds = sorted(set(img_ids))

@@ -89,10 +89,11 @@ def mpii_pckh(pred, gt, vis, *, head_boxes=None, head_norm: str = 'headbox', sch
     lab = _check_pckh_input(pred, gt, vis, schema)
     hs = _head_sizes(head_norm, head_boxes, gt, vis, lab, schema)
     hits, count = pck(pred, gt, vis, np.where(lab.any(1), hs, 1.), alphas)
-    with np.errstate(invalid='ignore', divide='ignore'): per = hits / count  # (A, K), NaN where count == 0
-    idx = schema.index
     inc = np.array([n not in MEAN_EXCLUDES for n in schema.keypoints])
-    mean = hits[:, inc].sum(1) / max(int(count[inc].sum()), 1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        per = hits / count  # (A, K), NaN where count == 0
+        mean = hits[:, inc].sum(1) / count[inc].sum()  # (A,), NaN (0/0) when no joint of the mean is labelled
+    idx = schema.index
     names = [f'PCKh@{a:g}' for a in np.atleast_1d(alphas)]
     groups = {n: {g: float(np.mean([per[a, idx(j)] for j in js])) for g, js in MPII_GROUPS} | {'Mean': float(mean[a])} for a, n in enumerate(names)}
     rep = PCKhReport(metric='MPII PCKh', boxes=boxes, steps=list(steps), n_persons=len(pred), head_norm=head_norm, alphas=[float(a) for a in np.atleast_1d(alphas)])
