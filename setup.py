@@ -13,7 +13,7 @@ py_versions = ['3.10', '3.11', '3.12', '3.13']
 min_python = cfg['min_python']
 lic = licenses[cfg['license']]
 reqs = lambda key: cfg.get(key, '').split()
-extras = {k: reqs(f'{k}_requirements') for k in ('run', 'dev', 'docs', 'browser')}
+extras = {k: reqs(f'{k}_requirements') for k in ('run', 'dev', 'docs', 'browser', 'onnx')}
 extras['all'] = sorted({r for v in extras.values() for r in v})
 
 setuptools.setup(

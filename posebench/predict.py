@@ -30,6 +30,7 @@ from .eval.coco import KeypointResults, crop_area, oks_nms_per_image, rescore
 from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
+from .models.onnx import load_onnx
 from .models.zoo import BOTTOMUP_KINDS
 
 # %% auto #0
@@ -253,8 +254,9 @@ def summary(self: Predictions) -> list[str]:
 
 # %% ../nbs/45_predict.ipynb #59e1a204
 def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec | GuidingOffsetCodec, KeypointSchema]:
-    "The model (on its device), codec and schema of a bundle, a bundle file or a bare module."
-    if isinstance(m, (str, os.PathLike)): m = load_model(m, device=resolve_device(device))
+    "The model (on its device), codec and schema of a bundle, a bundle file (or its `.onnx` export, `models.onnx`) or a bare module."
+    if isinstance(m, (str, os.PathLike)):
+        m = load_onnx(m, device=device) if Path(m).suffix.lower() == '.onnx' else load_model(m, device=resolve_device(device))
     if isinstance(m, Bundle):
         if m.kind == 'bottomup':
             raise ValueError(f"{m.arch} is a bottom-up model with associative-embedding grouping (HigherHRNet), which posebench does not "
@@ -393,7 +395,7 @@ def _predict_whole(model, codec, schema, images, names, ids, flip_test, amp, bat
 # %% ../nbs/45_predict.ipynb #13fe459a
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='posebench predict', description='Predict 2D poses with a saved model bundle and write COCO results JSON.')
-    p.add_argument('bundle', help='model bundle file (posebench.models.bundle.save_model)')
+    p.add_argument('bundle', help='model bundle file (posebench.models.bundle.save_model), or its ONNX export (posebench export, run by onnxruntime)')
     p.add_argument('source', nargs='+', help='image files and/or folders (.jpg, .jpeg, .png)')
     p.add_argument('--boxes', default=None, metavar='DET_JSON', help='COCO detection results file; default: each whole image is one person box (bottom-up bundles: none allowed)')
     p.add_argument('--min-box-score', type=float, default=0., metavar='S', help='leave out boxes scoring below S (default 0)')
@@ -404,23 +406,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--no-flip', action='store_true', help='no flip test')
     p.add_argument('--batch-size', type=int, default=None, metavar='N', help='crops per forward pass (default 32; bottom-up: whole images, default 8)')
     p.add_argument('--amp', default=None, choices=('bf16', 'fp16'), help='mixed precision')
+    p.add_argument('--draw', default=None, metavar='DIR', help='also write each image with its poses and scores drawn into DIR')
     p.add_argument('-q', '--quiet', action='store_true', help='print only the total')
     return p
 
-def cli(argv: list[str] | None = None) -> int:
-    "`posebench predict ...`: predict with a bundle and write COCO results JSON; returns the exit status."
+def cli(argv: list[str] | None = None, draw=None) -> int:
+    "`posebench predict ...`: predict with a bundle and write COCO results JSON; `draw(predictions, dir, nms=)` renders `--draw`; returns the exit status."
     a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try: resolve_device(a.device)  # a device that is not there: one line, before any work
     except RuntimeError as e: print(f'posebench predict: error: {e}', file=sys.stderr); return 1
+    if a.draw and draw is None: print('posebench predict: error: --draw needs the renderers: run it as `posebench predict`', file=sys.stderr); return 1
     try:
         p = predict(a.bundle, a.source, boxes=a.boxes, min_box_score=a.min_box_score, flip_test=not a.no_flip, device=a.device,
                     batch_size=a.batch_size, amp=a.amp, image_ids=a.image_ids)
         out = p.write_coco_json(a.out, nms=a.nms)
-    except (ValueError, TypeError, OSError) as e:
+        drawn = draw(p, a.draw, nms=a.nms) if a.draw else []
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f'posebench predict: error: {e}', file=sys.stderr); return 1
     if not a.quiet: print('\n'.join(p.summary()))
     n = len(json.loads(out.read_text()))
     left = ('; left out: ' + ', '.join(f'{c} {r}' for r, c in p.skipped.items())) if p.skipped else ''
     kind = 'none, bottom-up' if p.boxes == 'none' else p.boxes
     print(f'posebench predict: {n} persons in {len(p.images)} images (boxes: {kind}{left}) -> {out}')
+    if a.draw: print(f'posebench predict: drew {len(drawn)} images -> {a.draw}')
     return 0

@@ -216,7 +216,7 @@ def execute(notebook: str | Path, params: dict | None = None, *, out: str | Path
 # %% ../nbs/90_runner.ipynb #9d2f0b0b
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='posebench', description='posebench command line')
-    sub = p.add_subparsers(dest='cmd', metavar='{run,fetch,predict}')
+    sub = p.add_subparsers(dest='cmd', metavar='{run,fetch,predict,export}')
     r = sub.add_parser('run', help='execute a papermill notebook into a new run folder',
                        description='Execute NOTEBOOK (a path, or a name in nbs/runs/) into a new folder <out>/<time>-<name>/.')
     r.add_argument('notebook', help='notebook path, or a bare name resolved in the project\'s nbs/runs/')
@@ -230,7 +230,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument('--kernel', default=None, help="Jupyter kernel name (default: the notebook's, e.g. python3)")
     r.add_argument('-q', '--quiet', action='store_true', help='do not stream cell output')
     sub.add_parser('fetch', help='download and prepare datasets (posebench.data.fetch)', add_help=False)
-    sub.add_parser('predict', help='poses in images from a saved model bundle, as COCO results JSON (posebench.predict)', add_help=False)
+    sub.add_parser('predict', help='poses in images from a saved model bundle or its ONNX export, as COCO results JSON (posebench.predict); '
+                   '--draw DIR: the images with the poses drawn', add_help=False)
+    sub.add_parser('export', help='a model bundle as an ONNX file with a dynamic batch, for onnxruntime (posebench.models.onnx)', add_help=False)
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         return cli(argv[1:]) or 0
     if argv[:1] == ['predict']:
         from posebench.predict import cli as predict_cli
-        return predict_cli(argv[1:]) or 0
+        from posebench.vis.predictions import draw_predictions
+        return predict_cli(argv[1:], draw=draw_predictions) or 0
+    if argv[:1] == ['export']:
+        from posebench.models.onnx import cli as export_cli
+        return export_cli(argv[1:]) or 0
     args = _parser().parse_args(argv)
     if args.cmd != 'run': _parser().print_help(sys.stderr); return 2
     params = {k: parse_value(v) for k, v in args.parameter}

@@ -1,6 +1,7 @@
 """The package as users install it: lean imports, the layout nbdev promises, the torch range, the README."""
 import configparser
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,15 @@ def test_runtime_requirements_are_lean_and_torch_is_a_range():
     assert '==' not in torch_req and '>=' in torch_req and '<' in torch_req, torch_req
     assert 'nbdev==2.4.14' in _cfg()['dev_requirements'].split()
     assert not any(r.startswith(('papermill', 'nbdev', 'pytest')) for r in reqs)
+
+
+def test_onnx_is_an_extra_that_the_test_suite_installs():
+    "onnx and onnxruntime (posebench export, predict model.onnx) are the `onnx` extra, and in `dev` (tools/install.sh dev)."
+    cfg = _cfg()
+    onnx = {r.split('>')[0] for r in cfg['onnx_requirements'].split()}
+    assert onnx == {'onnx', 'onnxruntime'} and onnx <= {r.split('>')[0] for r in cfg['dev_requirements'].split()}
+    extras = re.search(r"reqs\(f'\{k\}_requirements'\) for k in \(([^)]*)\)", (ROOT / 'setup.py').read_text())
+    assert extras and "'onnx'" in extras[1], 'setup.py must turn onnx_requirements into the onnx extra'
 
 
 def test_readme_is_generated_from_index():
