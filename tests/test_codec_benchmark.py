@@ -55,13 +55,13 @@ def test_speed_table_is_measured(run):
     err = {r['name']: float(r['err_interior']) for r in rows}
     assert err['dark'] < err['quarter'] < err['argmax'] and err['dark'] == pytest.approx(err['reference dark'], abs=1e-3)
     enc = read_csv(run / 'encode_throughput.csv')
-    assert [r['encoding'] for r in enc] == ['msra', 'dark', 'udp', 'integral'] and all(float(r['persons_per_s']) > 0 for r in enc)
+    assert [r['encoding'] for r in enc] == ['msra', 'dark', 'udp', 'integral', 'ihl'] and all(float(r['persons_per_s']) > 0 for r in enc)
 
 
 def test_roundtrip_matches_library(run):
     rows = read_csv(run / 'roundtrip.csv')
-    assert {r['encoding'] for r in rows} == {'msra', 'dark', 'udp', 'integral'} and {r['data'] for r in rows} == {'synthetic-val'}
-    assert len(rows) == 4 * (len(DECODERS) + 2)  # every decoder of the table and the two integral codecs' read-outs
+    assert {r['encoding'] for r in rows} == {'msra', 'dark', 'udp', 'integral', 'ihl'} and {r['data'] for r in rows} == {'synthetic-val'}
+    assert len(rows) == 5 * (len(DECODERS) + 2)  # every decoder of the table and the two integral codecs' read-outs
     sa = read_coco(run.parent.parent / 'synthetic' / 'annotations' / 'person_keypoints_val.json')
     keep = sorted(sa.images)[:4]
     recs = [r for r in sa.records if r.image_id in keep]

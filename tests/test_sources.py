@@ -101,6 +101,21 @@ def test_modules_import_only_lower_numbered_notebooks():
     assert not bad, f'{len(bad)} import(s) of a module from a later or equal-numbered notebook:\n' + '\n'.join(bad)
 
 
+def test_no_module_imports_a_private_name_of_another():
+    "A name that starts with `_` belongs to its module: another module that needs it needs a public name."
+    mods = _notebook_modules()
+    bad = []
+    for mod, (num, nb) in sorted(mods.items()):
+        path = _module_file(mod)
+        if not path.exists(): continue
+        for line, name in _posebench_imports(path, mod):
+            if '.' not in name: continue  # `import posebench`
+            owner, leaf = name.rsplit('.', 1)
+            if leaf.startswith('_') and not leaf.startswith('__') and _owner(owner, mods) not in (None, mod):
+                bad.append(f'{path.relative_to(ROOT)}:{line} ({nb}) imports the private {leaf} of {owner}')
+    assert not bad, f'{len(bad)} import(s) of a private name across modules:\n' + '\n'.join(sorted(set(bad)))
+
+
 def test_layering_check_resolves_relative_and_nested_imports(tmp_path):
     "The checker itself: relative imports at any depth, `from package import module`, packages ignored."
     mods = {'posebench.codecs.core': (10, 'a'), 'posebench.codecs.refine': (12, 'b'), 'posebench.core': (0, 'c')}

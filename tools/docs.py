@@ -45,9 +45,9 @@ PLOTLY_RENDERER = 'plotly_mimetype+notebook_connected'  # a figure's JSON + a lo
 SECTIONS = [
     ('getting-started', 'Getting started', 'Install, the one coordinate convention, data, headless runs, troubleshooting.', 80, 89),
     ('concepts', 'Concepts', 'Keypoint schemas and the coordinate convention everything else builds on.', 0, 1),
-    ('data', 'Data', 'Readers for COCO, MPII and CrowdPose, synthetic people, fetching, statistics.', 2, 9),
-    ('codecs', 'Codecs', 'Keypoints to heatmaps and back: the codec contract, Gaussian, DARK, UDP, integral.', 10, 19),
-    ('models', 'Models', 'Backbones and heads with the official parameter names: ResNet, HRNet, Hourglass, HigherHRNet.', 20, 29),
+    ('data', 'Data', 'Readers for COCO, MPII and CrowdPose, synthetic people, fetching, statistics, top-down and bottom-up datasets.', 2, 9),
+    ('codecs', 'Codecs', 'Keypoints to heatmaps and back: the codec contract, Gaussian, DARK, UDP, integral, implicit heatmaps, guiding offsets.', 10, 19),
+    ('models', 'Models', 'Backbones and heads with the official parameter names: ResNet, HRNet, Hourglass, HigherHRNet, OffsetGuided, IHL.', 20, 29),
     ('training', 'Training and evaluation', 'Losses, metrics, the training loop and its callbacks.', 30, 49),
     ('vis', 'Widgets and visualisation', 'Pure renderers, and widgets that wire controls to them.', 50, 59),
     ('tutorials', 'Tutorials', 'End-to-end stories; nothing exported.', 60, 79),

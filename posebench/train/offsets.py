@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .losses import _f32, _get, no_autocast, per_stack
+from .losses import as_f32, need_key, no_autocast, per_stack
 
 # %% auto #0
 __all__ = ['TAU', 'GAMMA', 'OFFSET_MARGIN', 'SCALE_MARGIN', 'stack_weights', 'stack_weighted', 'focal_l2', 'focal_l2_loss',
@@ -51,7 +51,7 @@ def _check_same(pred: torch.Tensor, target: torch.Tensor, what: str):
 
 def focal_l2(pred: torch.Tensor, target: torch.Tensor, tau: float = TAU, gamma: float = GAMMA) -> torch.Tensor:
     "Element-wise focal L2 `0.5·(s − g)²·|1 − s_t|^γ`, `s_t = s` where `g ≥ τ` else `1 − s` (any shape; float32 or float64)."
-    s, g = _f32(pred), _f32(target).to(pred.device)
+    s, g = as_f32(pred), as_f32(target).to(pred.device)
     l2 = 0.5 * (s - g).square()
     if gamma == 0: return l2
     return l2 * (1 - torch.where(g >= tau, s, 1 - s)).abs() ** gamma
@@ -83,9 +83,9 @@ def offset_instance_l1(pred: torch.Tensor, offset: torch.Tensor, pscale: torch.T
     if tuple(pscale.shape) != (B, C // 2, h, w):
         raise ValueError(f'offsets {tuple(pred.shape)} need pscale (B, L, h, w) = {(B, C // 2, h, w)}, got {tuple(pscale.shape)}')
     with no_autocast(pred.device):
-        s = _f32(pscale).to(pred.device).repeat_interleave(2, dim=1)  # (B, 2L, h, w): limb l's scale on dx_l and dy_l
+        s = as_f32(pscale).to(pred.device).repeat_interleave(2, dim=1)  # (B, 2L, h, w): limb l's scale on dx_l and dy_l
         lab = _mask(mask, pred) & (s > 0)
-        d = (_f32(pred) - _f32(offset).to(pred.device)).abs() / torch.where(lab, s, 1.)
+        d = (as_f32(pred) - as_f32(offset).to(pred.device)).abs() / torch.where(lab, s, 1.)
         return _kept_mean(d, lab & (d >= margin), sqrt_re) / B
 
 # %% ../../nbs/32_train.offsets.ipynb #3da49b63
@@ -93,8 +93,8 @@ def scale_l1(pred: torch.Tensor, scale: torch.Tensor, mask, margin: float = SCAL
     "Scale L1 of one stack: scales `(B, K, h, w)` in input px (target 0 = unlabelled); `Σ φ(|pred − gt|)` over labelled elements ≥ margin / (1 + N) / B."
     _check_same(pred, scale, 'scales'); _check_margin(margin, sqrt_re)
     with no_autocast(pred.device):
-        g = _f32(scale).to(pred.device)
-        d = (_f32(pred) - g).abs()
+        g = as_f32(scale).to(pred.device)
+        d = (as_f32(pred) - g).abs()
         return _kept_mean(d, _mask(mask, pred) & (g > 0) & (d >= margin), sqrt_re) / pred.shape[0]
 
 # %% ../../nbs/32_train.offsets.ipynb #57c13f6d
@@ -115,7 +115,7 @@ class FocalL2Loss(nn.Module):
 
     def forward(self, out, batch: dict) -> torch.Tensor:
         "Loss of `out['heatmaps']` (or `out` itself) against `batch['heatmap']` `(B, K, h, w)` and `batch['mask']` `(B, h, w)`."
-        t, m = _get(batch, 'heatmap', 'FocalL2Loss'), _get(batch, 'mask', 'FocalL2Loss')
+        t, m = need_key(batch, 'heatmap', 'FocalL2Loss'), need_key(batch, 'mask', 'FocalL2Loss')
         return stack_weighted(lambda p: focal_l2_loss(p, t, m, self.tau, self.gamma, self.mean), _head(out, 'heatmaps', 'FocalL2Loss'), self.stack_weights)
 
     def extra_repr(self) -> str: return f'tau={self.tau}, gamma={self.gamma}, mean={self.mean}, stack_weights={self.stack_weights}'
@@ -131,7 +131,7 @@ class OffsetInstanceL1Loss(nn.Module):
     def forward(self, out, batch: dict) -> torch.Tensor:
         "Loss of `out['offsets']` (or `out`) against `batch['offset']` `(B, 2L, h, w)`, `batch['pscale']` `(B, L, h, w)`, `batch['mask']`."
         who = 'OffsetInstanceL1Loss'
-        t, s, m = _get(batch, 'offset', who), _get(batch, 'pscale', who), _get(batch, 'mask', who)
+        t, s, m = need_key(batch, 'offset', who), need_key(batch, 'pscale', who), need_key(batch, 'mask', who)
         return stack_weighted(lambda p: offset_instance_l1(p, t, s, m, self.margin, self.sqrt_re), _head(out, 'offsets', who), self.stack_weights)
 
     def extra_repr(self) -> str: return f'sqrt_re={self.sqrt_re}, margin={self.margin}, stack_weights={self.stack_weights}'
@@ -146,7 +146,7 @@ class ScaleL1Loss(nn.Module):
 
     def forward(self, out, batch: dict) -> torch.Tensor:
         "Loss of `out['scales']` (or `out`) against `batch['scale']` `(B, K, h, w)` (0 = unlabelled) and `batch['mask']`."
-        t, m = _get(batch, 'scale', 'ScaleL1Loss'), _get(batch, 'mask', 'ScaleL1Loss')
+        t, m = need_key(batch, 'scale', 'ScaleL1Loss'), need_key(batch, 'mask', 'ScaleL1Loss')
         return stack_weighted(lambda p: scale_l1(p, t, m, self.margin, self.sqrt_re), _head(out, 'scales', 'ScaleL1Loss'), self.stack_weights)
 
     def extra_repr(self) -> str: return f'sqrt_re={self.sqrt_re}, margin={self.margin}, stack_weights={self.stack_weights}'
