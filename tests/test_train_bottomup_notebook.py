@@ -61,6 +61,9 @@ def test_run_folder(tiny_run):
     m = json.loads((d / 'metrics.json').read_text())
     assert [c['epoch'] for c in m['curve']] == [0, 1, 2, 3] and m['curve'][0]['AP'] == m['initial']['AP'] == 0  # untrained heads: below every threshold
     assert 0 <= m['prior']['AP'] < m['ceiling']['AP'] <= 1 and m['offset_gain'] == 10
+    assert '| ΔAP vs prior [95% CI]' in table.splitlines()[2]
+    c = m['bootstrap_vs_prior']['ceiling']  # the ceiling against the prior, paired over the same images
+    assert c['lo'] <= c['delta'] <= c['hi'] and c['delta'] == pytest.approx(m['ceiling']['AP'] - m['prior']['AP'], abs=1e-6)
 
 
 def test_reported_numbers_recomputed_from_bundle(tiny_run):
@@ -70,7 +73,7 @@ def test_reported_numbers_recomputed_from_bundle(tiny_run):
     b = load_model(d / 'model.pt')
     assert b.kind == 'offsets' and b.codec.input_size == (128, 96) and b.schema.n_kpts == 17 and not b.codec.use_scale
     val = _val(d)
-    ds = BottomUpDataset(val, b.codec, train=False, resize=b.extra['val_resize'], min_area=b.extra['min_area'])
+    ds = BottomUpDataset(val, b.codec, train=False, resize=b.extra['val_resize'], min_area=0)  # the evaluation scores every person
     res = predict_bottomup(b.model, ds, flip_test=True)
     assert len(res) > 0, 'the tiny run finds no person: the checks below would compare nothing'
     saved = KeypointResults.read(d / 'val_predictions.json', boxes='none', gt=val)
