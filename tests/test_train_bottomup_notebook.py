@@ -1,0 +1,91 @@
+"""The bottom-up training notebook (nbs/runs/train_bottomup.ipynb) run tiny through the real `posebench run` command on the
+synthetic default: it trains, writes its curves, loss parts, results table, predictions and model bundle, and the numbers it
+reports are those the library computes again from the saved bundle."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from posebench.data.bottomup import BottomUpDataset
+from posebench.data.readers import read_coco
+from posebench.eval.bottomup import gt_map_results, predict_bottomup
+from posebench.eval.coco import KeypointResults, coco_eval
+from posebench.models.bundle import load_model
+from posebench.predict import predict
+from posebench.train.loop import read_log
+
+
+def posebench_cmd():
+    exe = Path(sys.executable).parent / 'posebench'
+    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "24 training scenes, 6 for evaluation, at 128×96, 3 epochs of 6 steps (about 30 s on 2 cores, the kernel's start included)."
+    tmp = tmp_path_factory.mktemp('train_bottomup')
+    env = {**os.environ, 'POSEBENCH_DATA': str(tmp / 'data'), 'MPLBACKEND': 'Agg'}
+    args = ['run', 'train_bottomup', '-q', '-p', 'n_synthetic', '24', '-p', 'input_w', '128', '-p', 'input_h', '96', '-p', 'epochs', '3',
+            '-p', 'batch_size', '4', '-p', 'lr', '5e-3', '-p', 'workers', '0', '-p', 'n_show', '2', '--out', str(tmp / 'runs')]
+    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
+    return d
+
+
+def _val(d: Path):
+    (syn,) = [p for p in (d.parent.parent / 'data').iterdir() if p.name.startswith('synthetic')]
+    return read_coco(syn / 'annotations/person_keypoints_val.json')
+
+
+def test_run_folder(tiny_run):
+    d = tiny_run
+    for f in ('train_bottomup.ipynb', 'curves.png', 'predictions.png', 'results.md', 'val_predictions.json', 'metrics.json', 'model.pt',
+              'log.jsonl', 'steps.jsonl', 'loss_parts.jsonl', 'last.pt', 'params.json', 'meta.json'):
+        assert (d / f).stat().st_size > 0, f
+    assert json.loads((d / 'meta.json').read_text())['status'] == 'ok'
+    log = read_log(d)
+    assert [r['epoch'] for r in log] == [0, 1, 2] and all(0 <= r['val_AP'] <= 1 for r in log)
+    parts = read_log(d, 'loss_parts.jsonl')
+    assert [p['epoch'] for p in parts] == [0, 1, 2]
+    for p, r in zip(parts, log):  # the parts, weighted by the official lambdas, add up to the logged loss of the epoch
+        assert set(p) == {'epoch', 'heatmap', 'offset', 'scale'} and all(p[k] > 0 and math.isfinite(p[k]) for k in ('heatmap', 'offset', 'scale'))
+        assert p['heatmap'] + 1e4 * p['offset'] + 10 * p['scale'] == pytest.approx(r['loss'], rel=1e-4)
+    table = (d / 'results.md').read_text()
+    for row in ('dataset prior', 'before training', 'trained, no flip test', 'trained, flip test', 'ground-truth maps'): assert f'| {row}' in table
+    m = json.loads((d / 'metrics.json').read_text())
+    assert [c['epoch'] for c in m['curve']] == [0, 1, 2, 3] and m['curve'][0]['AP'] == m['initial']['AP'] == 0  # untrained heads: below every threshold
+    assert 0 <= m['prior']['AP'] < m['ceiling']['AP'] <= 1 and m['offset_gain'] == 10
+    assert '| ΔAP vs prior [95% CI]' in table.splitlines()[2]
+    c = m['bootstrap_vs_prior']['ceiling']  # the ceiling against the prior, paired over the same images
+    assert c['lo'] <= c['delta'] <= c['hi'] and c['delta'] == pytest.approx(m['ceiling']['AP'] - m['prior']['AP'], abs=1e-6)
+
+
+def test_reported_numbers_recomputed_from_bundle(tiny_run):
+    "The saved predictions and metrics.json's APs are what predict_bottomup / gt_map_results + coco_eval give for the saved bundle."
+    d = tiny_run
+    m = json.loads((d / 'metrics.json').read_text())
+    b = load_model(d / 'model.pt')
+    assert b.kind == 'offsets' and b.codec.input_size == (128, 96) and b.schema.n_kpts == 17 and not b.codec.use_scale
+    val = _val(d)
+    ds = BottomUpDataset(val, b.codec, train=False, resize=b.extra['val_resize'], min_area=0)  # the evaluation scores every person
+    res = predict_bottomup(b.model, ds, flip_test=True)
+    assert len(res) > 0, 'the tiny run finds no person: the checks below would compare nothing'
+    saved = KeypointResults.read(d / 'val_predictions.json', boxes='none', gt=val)
+    np.testing.assert_array_equal(saved.image_id, res.image_id)
+    for a in ('kpts', 'kpt_scores', 'score'): np.testing.assert_array_equal(getattr(saved, a), getattr(res, a), err_msg=a)
+    assert coco_eval(val, res)['AP'] == pytest.approx(m['model']['AP'], abs=1e-9)
+    assert coco_eval(val, gt_map_results(ds))['AP'] == pytest.approx(m['ceiling']['AP'], abs=1e-9)
+    # the last quick validation ran the model with the offset gain as a hook; the bundle has it folded into the weights
+    assert coco_eval(val, predict_bottomup(b.model, ds, flip_test=False))['AP'] == pytest.approx(m['no_flip']['AP'], abs=1e-6)
+    # posebench.predict (what `posebench predict` runs) loads the bundle and finds the same persons in an image
+    img = val.images[int(res.image_id[0])].path
+    p = predict(d / 'model.pt', str(img))
+    mine = res.image_id == res.image_id[0]
+    assert len(p.kpts) == int(mine.sum())
+    np.testing.assert_allclose(np.sort(p.kpts.reshape(len(p.kpts), -1), 0), np.sort(res.kpts[mine].reshape(int(mine.sum()), -1), 0), atol=1e-3)
