@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import __version__
 from ..codecs.core import CODEC_TYPES, Codec
+from ..codecs.zoo import CODECS  # importing the zoo imports every codec module: CODEC_TYPES then knows them all
 from ..core import KeypointSchema, resolve_device, schema_from_coco_category, schema_to_coco_category
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .zoo import BOTTOMUP_KINDS, MODELS, build_model, model_kind
@@ -55,7 +56,7 @@ def codec_from_dict(d: dict):
     "The codec (or decoder) of `codec_to_dict`'s dict; ValueError for an unknown type or field."
     if not isinstance(d, dict) or 'type' not in d: raise ValueError(f'a codec must be a dict with a "type", got {str(d)[:80]}')
     cls = CODEC_TYPES.get(d['type'])
-    if cls is None: raise ValueError(f'unknown codec type {d["type"]!r}; known: {", ".join(CODEC_TYPES)}')
+    if cls is None: raise ValueError(f'unknown codec type {d["type"]!r}; known: {", ".join(CODEC_TYPES)} (the presets of posebench.codecs.zoo: {", ".join(CODECS)})')
     known = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(d) - known - {'type'})
     if unknown: raise ValueError(f'{cls.__name__} has no field {", ".join(unknown)} (a bundle from another posebench version?)')
