@@ -27,9 +27,9 @@ from ..eval.coco import COCO_STATS, KeypointResults, render_table, run_cocoeval
 from ..geometry import apply_affine, box_crop
 
 # %% auto #0
-__all__ = ['THREAD_MODES', 'LOADS', 'INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'absent_maps', 'content_bench',
-           'decode_threads', 'cpu_load', 'load_bench', 'decoder_suite', 'TopDown', 'topdown_encode', 'topdown_decode',
-           'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table']
+__all__ = ['THREAD_MODES', 'LOADS', 'INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'interleaved_timeit', 'absent_maps',
+           'content_bench', 'decode_threads', 'cpu_load', 'load_bench', 'decoder_suite', 'TopDown', 'topdown_encode',
+           'topdown_decode', 'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table']
 
 # %% ../../nbs/46_codecs.bench.ipynb #4e899f3b
 def noisy_gaussians(shape=(64, 17, 64, 48), sigma: float = 2., noise: float = 0.01, seed: int = 0, device='cpu'):
@@ -54,6 +54,17 @@ def bench_decoders(fns: dict, hm: torch.Tensor, mu: torch.Tensor, reps: int = 5,
     return rows
 
 # %% ../../nbs/46_codecs.bench.ipynb #02ac4726
+def interleaved_timeit(fns: dict, reps: int = 5, warmup: int = 1) -> dict:
+    "Name → `{median_ms, min_ms, max_ms, reps}` of `fns[name]()`: `reps` rounds that each run every function once, in turn."
+    if reps < 1: raise ValueError(f'reps must be >= 1, got {reps}')
+    for f in fns.values():
+        for _ in range(warmup): f()
+    ts = {n: [] for n in fns}
+    for _ in range(reps):
+        for n, f in fns.items():
+            t = time.perf_counter(); f(); ts[n].append((time.perf_counter() - t) * 1e3)
+    return {n: dict(median_ms=float(np.median(v)), min_ms=min(v), max_ms=max(v), reps=reps) for n, v in ts.items()}
+
 def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int = 0) -> torch.Tensor:
     "A copy of maps `(B, K, H, W)` whose every `every`-th keypoint (k = 0, every, ...) holds N(0, noise²) noise instead: an absent keypoint."
     out = hm.clone()
@@ -62,13 +73,12 @@ def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int
     return out
 
 def content_bench(decoders: dict, hm: torch.Tensor, sigma: float, reps: int = 5, every: int = 2, noise: float = 0.02, seed: int = 0) -> list:
-    "Rows `{name, clean_ms, absent_ms, x_clean}`: median ms of each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`."
+    "Rows `{name, clean_ms, absent_ms, x_clean}`: median ms of each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
     ab = absent_maps(hm, every, noise, seed)
-    rows = []
-    for n, d in decoders.items():
-        t, ta = (timeit(lambda x=x: d(x, sigma), reps)['median_ms'] for x in (hm, ab))
-        rows.append(dict(name=n, clean_ms=t, absent_ms=ta, x_clean=ta / t))
-    return rows
+    fns = {(n, k): (lambda d=d, x=x: d(x, sigma)) for n, d in decoders.items() for k, x in (('clean', hm), ('absent', ab))}
+    t = interleaved_timeit(fns, reps)
+    return [dict(name=n, clean_ms=t[n, 'clean']['median_ms'], absent_ms=t[n, 'absent']['median_ms'],
+                 x_clean=t[n, 'absent']['median_ms'] / t[n, 'clean']['median_ms']) for n in decoders]
 
 # %% ../../nbs/46_codecs.bench.ipynb #711d6dec
 THREAD_MODES = ('default', 'mechanism', 'one')
@@ -109,15 +119,15 @@ def cpu_load(kind: str, procs: int | None = None, threads: int = 2):
 def load_bench(fns: dict, x, loads=LOADS, modes=THREAD_MODES, reps: int = 15, threads: int | None = None, load_threads: int = 2,
                settle: float = 0.5) -> list:
     "Rows `{load, mode, name, median_ms, min_ms, max_ms, x_one, x_idle_one, loadavg, pids}`: each `fn(x)` under each CPU load and thread mode."
+    def run(f, mode):
+        with decode_threads(mode, threads): f(x)
     rows = []
     for load in loads:
         with cpu_load(load, threads=load_threads) as pids:
             time.sleep(settle if pids else 0.)  # let the load reach the scheduler
             la = os.getloadavg()[0]
-            for mode in modes:
-                with decode_threads(mode, threads):
-                    for n, f in fns.items():
-                        rows.append(dict(load=load, mode=mode, name=n, **timeit(lambda: f(x), reps), loadavg=la, pids=pids))
+            t = interleaved_timeit({(m, n): (lambda f=f, m=m: run(f, m)) for m in modes for n, f in fns.items()}, reps)
+            rows += [dict(load=load, mode=m, name=n, **t[m, n], loadavg=la, pids=pids) for m in modes for n in fns]
     one = {(r['load'], r['name']): r['median_ms'] for r in rows if r['mode'] == 'one'}
     for r in rows:
         r['x_one'] = r['median_ms'] / one[r['load'], r['name']] if (r['load'], r['name']) in one else float('nan')
