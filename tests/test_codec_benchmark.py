@@ -72,15 +72,18 @@ def test_content_and_load_tables(run):
     assert [r['name'] for r in content] == list(DECODERS)
     for r in content:
         assert float(r['clean_ms']) > 0 and float(r['x_clean']) == pytest.approx(float(r['absent_ms']) / float(r['clean_ms']), rel=1e-9)
+        assert float(r['x_clean_min']) == pytest.approx(float(r['absent_min_ms']) / float(r['clean_min_ms']), rel=1e-9)
     assert m['decode_content']['max_x_clean'] == pytest.approx(max(float(r['x_clean']) for r in content), rel=1e-9)
     rows = read_csv(run / 'decode_load.csv')
     names = ['dark', 'argmax', 'integral', 'codec dark']
     assert [(r['load'], r['mode'], r['name']) for r in rows] == [(l, mo, n) for l in ('idle', 'torch', 'python')
                                                                  for mo in ('default', 'mechanism', 'one') for n in names]
     ms = {(r['load'], r['mode'], r['name']): float(r['median_ms']) for r in rows}
+    mins = {(r['load'], r['mode'], r['name']): float(r['min_ms']) for r in rows}
     for r in rows:
         assert float(r['x_one']) == pytest.approx(ms[r['load'], r['mode'], r['name']] / ms[r['load'], 'one', r['name']], rel=1e-6)
         assert float(r['x_idle_one']) == pytest.approx(ms[r['load'], r['mode'], r['name']] / ms['idle', 'one', r['name']], rel=1e-6)
+        assert float(r['x_one_min']) == pytest.approx(mins[r['load'], r['mode'], r['name']] / mins[r['load'], 'one', r['name']], rel=1e-6)
     d = m['decode_load']
     assert d['threads'] == 2 and d['load_threads'] == 2 and len(d['rows']) == len(rows) and d['switch_us'] > 0
     pids = {p for r in d['rows'] for p in r['pids']}

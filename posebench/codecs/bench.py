@@ -73,12 +73,13 @@ def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int
     return out
 
 def content_bench(decoders: dict, hm: torch.Tensor, sigma: float, reps: int = 5, every: int = 2, noise: float = 0.02, seed: int = 0) -> list:
-    "Rows `{name, clean_ms, absent_ms, x_clean}`: median ms of each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
+    "Rows `{name, clean_ms, absent_ms, x_clean}` (medians) and their minima `{clean_min_ms, absent_min_ms, x_clean_min}`: each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
     ab = absent_maps(hm, every, noise, seed)
     fns = {(n, k): (lambda d=d, x=x: d(x, sigma)) for n, d in decoders.items() for k, x in (('clean', hm), ('absent', ab))}
     t = interleaved_timeit(fns, reps)
     return [dict(name=n, clean_ms=t[n, 'clean']['median_ms'], absent_ms=t[n, 'absent']['median_ms'],
-                 x_clean=t[n, 'absent']['median_ms'] / t[n, 'clean']['median_ms']) for n in decoders]
+                 x_clean=t[n, 'absent']['median_ms'] / t[n, 'clean']['median_ms'], clean_min_ms=t[n, 'clean']['min_ms'],
+                 absent_min_ms=t[n, 'absent']['min_ms'], x_clean_min=t[n, 'absent']['min_ms'] / t[n, 'clean']['min_ms']) for n in decoders]
 
 # %% ../../nbs/46_codecs.bench.ipynb #711d6dec
 THREAD_MODES = ('default', 'mechanism', 'one')
@@ -118,7 +119,7 @@ def cpu_load(kind: str, procs: int | None = None, threads: int = 2):
 
 def load_bench(fns: dict, x, loads=LOADS, modes=THREAD_MODES, reps: int = 15, threads: int | None = None, load_threads: int = 2,
                settle: float = 0.5) -> list:
-    "Rows `{load, mode, name, median_ms, min_ms, max_ms, x_one, x_idle_one, loadavg, pids}`: each `fn(x)` under each CPU load and thread mode."
+    "Rows `{load, mode, name, median_ms, min_ms, max_ms, x_one, x_one_min, x_idle_one, loadavg, pids}`: each `fn(x)` under each CPU load and thread mode."
     def run(f, mode):
         with decode_threads(mode, threads): f(x)
     rows = []
@@ -128,10 +129,12 @@ def load_bench(fns: dict, x, loads=LOADS, modes=THREAD_MODES, reps: int = 15, th
             la = os.getloadavg()[0]
             t = interleaved_timeit({(m, n): (lambda f=f, m=m: run(f, m)) for m in modes for n, f in fns.items()}, reps)
             rows += [dict(load=load, mode=m, name=n, **t[m, n], loadavg=la, pids=pids) for m in modes for n in fns]
-    one = {(r['load'], r['name']): r['median_ms'] for r in rows if r['mode'] == 'one'}
+    one = {(r['load'], r['name']): r for r in rows if r['mode'] == 'one'}
     for r in rows:
-        r['x_one'] = r['median_ms'] / one[r['load'], r['name']] if (r['load'], r['name']) in one else float('nan')
-        r['x_idle_one'] = r['median_ms'] / one['idle', r['name']] if ('idle', r['name']) in one else float('nan')
+        o, i = one.get((r['load'], r['name'])), one.get(('idle', r['name']))
+        r['x_one'] = r['median_ms'] / o['median_ms'] if o else float('nan')
+        r['x_one_min'] = r['min_ms'] / o['min_ms'] if o else float('nan')
+        r['x_idle_one'] = r['median_ms'] / i['median_ms'] if i else float('nan')
     return rows
 
 # %% ../../nbs/46_codecs.bench.ipynb #c7405514
