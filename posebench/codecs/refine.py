@@ -274,7 +274,7 @@ def _rescale(self: Dark, hm, xy, val, used, patch, ks) -> torch.Tensor:
     free = p >= 2 * floor  # above the floor for every c >= 1: log c + log p
     unsure = ~free & ~(p <= 0)  # neither that nor below it for every c > 0
     depends = (self._derivatives(free.to(p.dtype), xy, (W, H)) != 0).any(-1)  # log c does not cancel
-    reads_unsure = (self._derivatives(unsure.to(p.dtype), xy, (W, H), absolute=True) != 0).any(-1)
+    reads_unsure = (self._derivatives(unsure.to(p.dtype), xy, (W, H), absolute=True) != 0).any(-1) if unsure.any() else odd & ~odd
     exact = maybe & (odd | depends | reads_unsure)
     if exact.any():
         i = exact.flatten().nonzero()[:, 0]
