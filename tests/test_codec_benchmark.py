@@ -73,7 +73,9 @@ def test_content_and_load_tables(run):
     for r in content:
         assert float(r['clean_ms']) > 0 and float(r['x_clean']) == pytest.approx(float(r['absent_ms']) / float(r['clean_ms']), rel=1e-9)
         assert float(r['x_clean_min']) == pytest.approx(float(r['absent_min_ms']) / float(r['clean_min_ms']), rel=1e-9)
+        assert float(r['x_clean_cpu']) == pytest.approx(float(r['absent_cpu_ms']) / float(r['clean_cpu_ms']), rel=1e-9)
     assert m['decode_content']['max_x_clean'] == pytest.approx(max(float(r['x_clean']) for r in content), rel=1e-9)
+    assert m['decode_content']['max_x_clean_cpu'] == pytest.approx(max(float(r['x_clean_cpu']) for r in content), rel=1e-9)
     rows = read_csv(run / 'decode_load.csv')
     names = ['dark', 'argmax', 'integral', 'codec dark']
     assert [(r['load'], r['mode'], r['name']) for r in rows] == [(l, mo, n) for l in ('idle', 'torch', 'python')

@@ -55,15 +55,17 @@ def bench_decoders(fns: dict, hm: torch.Tensor, mu: torch.Tensor, reps: int = 5,
 
 # %% ../../nbs/46_codecs.bench.ipynb #02ac4726
 def interleaved_timeit(fns: dict, reps: int = 5, warmup: int = 1) -> dict:
-    "Name → `{median_ms, min_ms, max_ms, reps}` of `fns[name]()`: `reps` rounds that each run every function once, in turn."
+    "Name → `{median_ms, min_ms, max_ms, median_cpu_ms, reps}` of `fns[name]()` (wall and this process's CPU time): `reps` rounds that each run every function once, in turn."
     if reps < 1: raise ValueError(f'reps must be >= 1, got {reps}')
     for f in fns.values():
         for _ in range(warmup): f()
-    ts = {n: [] for n in fns}
+    ts, cs = {n: [] for n in fns}, {n: [] for n in fns}
     for _ in range(reps):
         for n, f in fns.items():
-            t = time.perf_counter(); f(); ts[n].append((time.perf_counter() - t) * 1e3)
-    return {n: dict(median_ms=float(np.median(v)), min_ms=min(v), max_ms=max(v), reps=reps) for n, v in ts.items()}
+            t, c = time.perf_counter(), time.process_time(); f()
+            ts[n].append((time.perf_counter() - t) * 1e3); cs[n].append((time.process_time() - c) * 1e3)
+    return {n: dict(median_ms=float(np.median(v)), min_ms=min(v), max_ms=max(v), median_cpu_ms=float(np.median(cs[n])), reps=reps)
+            for n, v in ts.items()}
 
 def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int = 0) -> torch.Tensor:
     "A copy of maps `(B, K, H, W)` whose every `every`-th keypoint (k = 0, every, ...) holds N(0, noise²) noise instead: an absent keypoint."
@@ -73,13 +75,14 @@ def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int
     return out
 
 def content_bench(decoders: dict, hm: torch.Tensor, sigma: float, reps: int = 5, every: int = 2, noise: float = 0.02, seed: int = 0) -> list:
-    "Rows `{name, clean_ms, absent_ms, x_clean}` (medians) and their minima `{clean_min_ms, absent_min_ms, x_clean_min}`: each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
+    "Rows `{name, clean_ms, absent_ms, x_clean}` (medians), the same for minima (`_min`) and CPU time (`_cpu`): each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
     ab = absent_maps(hm, every, noise, seed)
     fns = {(n, k): (lambda d=d, x=x: d(x, sigma)) for n, d in decoders.items() for k, x in (('clean', hm), ('absent', ab))}
     t = interleaved_timeit(fns, reps)
-    return [dict(name=n, clean_ms=t[n, 'clean']['median_ms'], absent_ms=t[n, 'absent']['median_ms'],
-                 x_clean=t[n, 'absent']['median_ms'] / t[n, 'clean']['median_ms'], clean_min_ms=t[n, 'clean']['min_ms'],
-                 absent_min_ms=t[n, 'absent']['min_ms'], x_clean_min=t[n, 'absent']['min_ms'] / t[n, 'clean']['min_ms']) for n in decoders]
+    row = lambda n, c, a: dict(name=n, clean_ms=c['median_ms'], absent_ms=a['median_ms'], x_clean=a['median_ms'] / c['median_ms'],
+                               clean_min_ms=c['min_ms'], absent_min_ms=a['min_ms'], x_clean_min=a['min_ms'] / c['min_ms'],
+                               clean_cpu_ms=c['median_cpu_ms'], absent_cpu_ms=a['median_cpu_ms'], x_clean_cpu=a['median_cpu_ms'] / c['median_cpu_ms'])
+    return [row(n, t[n, 'clean'], t[n, 'absent']) for n in decoders]
 
 # %% ../../nbs/46_codecs.bench.ipynb #711d6dec
 THREAD_MODES = ('default', 'mechanism', 'one')

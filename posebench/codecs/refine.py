@@ -221,13 +221,13 @@ def _stencil_matrix(stencil: str, like: torch.Tensor) -> torch.Tensor:
     "The stencil weights in `like`'s dtype and device."
     return _stencil_weights(stencil, like.dtype, like.device)
 
-def _patch_at(lp: torch.Tensor, xy: torch.Tensor, cxy: torch.Tensor, lim: torch.Tensor, clamp: bool) -> torch.Tensor:
-    "The 5×5 patch `(B, K, 25)` around `cxy` read from the patch `lp` around `xy` (map-clamped or patch-clamped)."
-    o = torch.arange(-2, 3, device=lp.device)
+def _patch_index(xy: torch.Tensor, cxy: torch.Tensor, lim: torch.Tensor, clamp: bool) -> torch.Tensor:
+    "Indices `(B, K, 25)` into the flattened 5×5 patch around `xy` of the 5×5 patch around `cxy` (map-clamped or patch-clamped)."
+    o = torch.arange(-2, 3, device=xy.device)
     pos = cxy[..., None, :] + torch.stack(torch.meshgrid(o, o, indexing='xy'), -1).reshape(25, 2)  # (B, K, 25, 2) xy
     if clamp: pos = torch.minimum(pos.clamp_min(0), lim)
     rel = (pos - xy[..., None, :]).clamp(-2, 2) + 2
-    return lp.gather(-1, rel[..., 1] * 5 + rel[..., 0])
+    return rel[..., 1] * 5 + rel[..., 0]
 
 # %% ../../nbs/11_codecs.refine.ipynb #3315106f
 @patch
@@ -240,25 +240,30 @@ def _fits(self: Dark, xy: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tenso
     return fits, (torch.ones_like(fits) if self.border == 'edge' or shrinks else fits)
 
 @patch
-def _derivatives(self: Dark, lp: torch.Tensor, xy: torch.Tensor, size, absolute: bool = False) -> torch.Tensor:
-    "dx, dy, dxx, dyy, dxy `(B, K, 5)` of 5×5 patches `lp` `(B, K, 25)` around `xy` by the border rule; linear in `lp` (`absolute`: |weights|)."
-    w = lambda s: _stencil_matrix(s, lp).abs() if absolute else _stencil_matrix(s, lp)
+def _reader(self: Dark, xy: torch.Tensor, size):
+    "`read(lp, absolute=False)`: dx, dy, dxx, dyy, dxy `(B, K, 5)` of 5×5 patches `lp` `(B, K, 25)` around `xy` by the border rule; linear in `lp` (`absolute`: |weights|)."
     lim = torch.tensor([size[0] - 1, size[1] - 1], device=xy.device)
-    if self.border == 'edge': lp = _patch_at(lp, xy, xy, lim, clamp=True)
-    d = lp @ w(self.stencil)
+    edge = _patch_index(xy, xy, lim, clamp=True) if self.border == 'edge' else None
+    shrink = None
     if self.border == 'shrink' and min(size) >= 3:  # quadratic on the 3×3 window moved inside the map
         cxy = torch.minimum(xy.clamp_min(1), lim - 1)
-        e = _patch_at(lp, xy, cxy, lim, clamp=False) @ w('shrink')
-        sx, sy = (xy - cxy).to(e.dtype).unbind(-1)
-        if absolute: sx, sy = sx.abs(), sy.abs()
+        shrink = _patch_index(xy, cxy, lim, clamp=False), xy - cxy, self._fits(xy, size)[0]
+    def read(lp: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        w = lambda s: _stencil_matrix(s, lp).abs() if absolute else _stencil_matrix(s, lp)
+        if edge is not None: lp = lp.gather(-1, edge)
+        d = lp @ w(self.stencil)
+        if shrink is None: return d
+        idx, shift, fits = shrink
+        e = lp.gather(-1, idx) @ w('shrink')
+        sx, sy = (shift.abs() if absolute else shift).to(e.dtype).unbind(-1)
         dx, dy, dxx, dyy, dxy = e.unbind(-1)
         e = torch.stack([dx + dxx * sx + dxy * sy, dy + dxy * sx + dyy * sy, dxx, dyy, dxy], -1)  # gradient at p
-        d = torch.where(self._fits(xy, size)[0][..., None], d, e)
-    return d
+        return torch.where(fits[..., None], d, e)
+    return read
 
 @patch
-def _rescale(self: Dark, hm, xy, val, used, patch, ks) -> torch.Tensor:
-    "Rescale constant `(B, K)`: exact `max(h)/max(blur(h))` on the `used` maps whose Taylor step can depend on it, else the local one."
+def _rescale(self: Dark, hm, xy, val, used, patch, ks, read) -> torch.Tensor:
+    "Rescale constant `(B, K)`: exact `max(h)/max(blur(h))` on the `used` maps whose Taylor step (`read`, `_reader`) can depend on it, else the local one."
     B, K, H, W = hm.shape
     floor, ceil = self.log_floor, self.log_ceil
     o = torch.arange(-2, 3, device=hm.device)
@@ -273,8 +278,8 @@ def _rescale(self: Dark, hm, xy, val, used, patch, ks) -> torch.Tensor:
     p = patch.reshape(B, K, 25)
     free = p >= 2 * floor  # above the floor for every c >= 1: log c + log p
     unsure = ~free & ~(p <= 0)  # neither that nor below it for every c > 0
-    depends = (self._derivatives(free.to(p.dtype), xy, (W, H)) != 0).any(-1)  # log c does not cancel
-    reads_unsure = (self._derivatives(unsure.to(p.dtype), xy, (W, H), absolute=True) != 0).any(-1) if unsure.any() else odd & ~odd
+    depends = (read(free.to(p.dtype)) != 0).any(-1)  # log c does not cancel
+    reads_unsure = (read(unsure.to(p.dtype), absolute=True) != 0).any(-1) if unsure.any() else odd & ~odd
     exact = maybe & (odd | depends | reads_unsure)
     if exact.any():
         i = exact.flatten().nonzero()[:, 0]
@@ -293,9 +298,10 @@ def __call__(self: Dark, hm: torch.Tensor, sigma: float | None = None) -> tuple[
         if B * K == 0: return xy.float(), val.float()
         patch = local_blur(hm, xy, ks)  # (B, K, 5, 5) blurred around the peak
         refined = self._fits(xy, (W, H))[1] & valid
-        c = self._rescale(hm, xy, val, refined, patch, ks)
+        read = self._reader(xy, (W, H))
+        c = self._rescale(hm, xy, val, refined, patch, ks, read)
         lp = (c[..., None, None] * patch).clamp(self.log_floor, self.log_ceil).log().reshape(B, K, 25)
-        dx, dy, dxx, dyy, dxy = self._derivatives(lp, xy, (W, H)).unbind(-1)
+        dx, dy, dxx, dyy, dxy = read(lp).unbind(-1)
         off, ok = taylor_step(dx, dy, dxx + self.hess_eps, dyy + self.hess_eps, dxy, self.guard, self.max_step)
         ok = ok & refined
         return xy.float() + torch.where(ok[..., None], off, torch.zeros_like(off)).float(), val.float()
