@@ -2,6 +2,7 @@
 command: its tables are written, agree with metrics.json, and hold the values the library computes."""
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ def read_csv(p):
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('cb')
     args = ['run', 'codec_benchmark', '-q', '-p', 'reps', '1', '-p', 'batch', '4x17x32x24', '-p', 'synthetic_images', '4',
-            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False',
+            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False', '-p', 'cost_reps', '1', '-p', 'threads', '2',
             '-p', 'synthetic_root', str(tmp / 'synthetic'), '--out', str(tmp / 'runs')]
     r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -36,7 +37,8 @@ def run(tmp_path_factory):
 
 
 def test_tables_written(run):
-    for n in ('decode_speed_cpu', 'encode_throughput', 'roundtrip', 'outside_crop', 'dark_claim', 'ap_grid_synthetic-val_128x96_s1'):
+    for n in ('decode_speed_cpu', 'decode_content', 'decode_load', 'encode_throughput', 'roundtrip', 'outside_crop', 'dark_claim',
+              'ap_grid_synthetic-val_128x96_s1'):
         assert (run / f'{n}.csv').stat().st_size > 0 and (run / f'{n}.md').read_text().startswith('**'), n
     m = json.loads((run / 'metrics.json').read_text())
     assert m['batch'] == [4, 17, 32, 24] and m['reps'] == 1
@@ -56,6 +58,39 @@ def test_speed_table_is_measured(run):
     assert err['dark'] < err['quarter'] < err['argmax'] and err['dark'] == pytest.approx(err['reference dark'], abs=1e-3)
     enc = read_csv(run / 'encode_throughput.csv')
     assert [r['encoding'] for r in enc] == ['msra', 'dark', 'udp', 'integral', 'ihl'] and all(float(r['persons_per_s']) > 0 for r in enc)
+
+
+def alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    return True
+
+
+def test_content_and_load_tables(run):
+    m = json.loads((run / 'metrics.json').read_text())
+    content = read_csv(run / 'decode_content.csv')
+    assert [r['name'] for r in content] == list(DECODERS)
+    for r in content:
+        assert float(r['clean_ms']) > 0 and float(r['x_clean']) == pytest.approx(float(r['absent_ms']) / float(r['clean_ms']), rel=1e-9)
+        assert float(r['x_clean_min']) == pytest.approx(float(r['absent_min_ms']) / float(r['clean_min_ms']), rel=1e-9)
+        assert float(r['x_clean_cpu']) == pytest.approx(float(r['absent_cpu_ms']) / float(r['clean_cpu_ms']), rel=1e-9)
+    assert m['decode_content']['max_x_clean'] == pytest.approx(max(float(r['x_clean']) for r in content), rel=1e-9)
+    assert m['decode_content']['max_x_clean_cpu'] == pytest.approx(max(float(r['x_clean_cpu']) for r in content), rel=1e-9)
+    rows = read_csv(run / 'decode_load.csv')
+    names = ['dark', 'argmax', 'integral', 'codec dark']
+    assert [(r['load'], r['mode'], r['name']) for r in rows] == [(l, mo, n) for l in ('idle', 'torch', 'python')
+                                                                 for mo in ('default', 'mechanism', 'one') for n in names]
+    ms = {(r['load'], r['mode'], r['name']): float(r['median_ms']) for r in rows}
+    mins = {(r['load'], r['mode'], r['name']): float(r['min_ms']) for r in rows}
+    for r in rows:
+        assert float(r['x_one']) == pytest.approx(ms[r['load'], r['mode'], r['name']] / ms[r['load'], 'one', r['name']], rel=1e-6)
+        assert float(r['x_idle_one']) == pytest.approx(ms[r['load'], r['mode'], r['name']] / ms['idle', 'one', r['name']], rel=1e-6)
+        assert float(r['x_one_min']) == pytest.approx(mins[r['load'], r['mode'], r['name']] / mins[r['load'], 'one', r['name']], rel=1e-6)
+    d = m['decode_load']
+    assert d['threads'] == 2 and d['load_threads'] == 2 and len(d['rows']) == len(rows) and d['switch_us'] > 0
+    pids = {p for r in d['rows'] for p in r['pids']}
+    assert {len(r['pids']) for r in d['rows']} == {0, 1, 2} and len(pids) == 3  # one matmul process, two Python loops
+    assert not any(alive(p) for p in pids)  # every load process was killed
 
 
 def test_roundtrip_matches_library(run):

@@ -8,12 +8,17 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+import posebench.codecs.core as codecs_core
 from .integral import IntegralHeatmap
 from .refine import gaussian_maps
 from .zoo import DECODERS, decoder_variants
@@ -22,8 +27,9 @@ from ..eval.coco import COCO_STATS, KeypointResults, render_table, run_cocoeval
 from ..geometry import apply_affine, box_crop
 
 # %% auto #0
-__all__ = ['INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'decoder_suite', 'TopDown', 'topdown_encode', 'topdown_decode',
-           'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table']
+__all__ = ['THREAD_MODES', 'LOADS', 'INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'interleaved_timeit', 'absent_maps',
+           'content_bench', 'decode_threads', 'cpu_load', 'load_bench', 'decoder_suite', 'TopDown', 'topdown_encode',
+           'topdown_decode', 'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table']
 
 # %% ../../nbs/46_codecs.bench.ipynb #4e899f3b
 def noisy_gaussians(shape=(64, 17, 64, 48), sigma: float = 2., noise: float = 0.01, seed: int = 0, device='cpu'):
@@ -45,6 +51,93 @@ def bench_decoders(fns: dict, hm: torch.Tensor, mu: torch.Tensor, reps: int = 5,
         e = (torch.as_tensor(f(hm)).to(mu.device).float() - mu).norm(dim=-1)
         rows.append(dict(name=n, **timeit(lambda: timed(hm), reps, device=device), err_all=float(e.mean()),
                          err_interior=float(e[inner].mean()) if inner.any() else float('nan')))
+    return rows
+
+# %% ../../nbs/46_codecs.bench.ipynb #02ac4726
+def interleaved_timeit(fns: dict, reps: int = 5, warmup: int = 1) -> dict:
+    "Name → `{median_ms, min_ms, max_ms, median_cpu_ms, reps}` of `fns[name]()` (wall and this process's CPU time): `reps` rounds that each run every function once, in turn."
+    if reps < 1: raise ValueError(f'reps must be >= 1, got {reps}')
+    for f in fns.values():
+        for _ in range(warmup): f()
+    ts, cs = {n: [] for n in fns}, {n: [] for n in fns}
+    for _ in range(reps):
+        for n, f in fns.items():
+            t, c = time.perf_counter(), time.process_time(); f()
+            ts[n].append((time.perf_counter() - t) * 1e3); cs[n].append((time.process_time() - c) * 1e3)
+    return {n: dict(median_ms=float(np.median(v)), min_ms=min(v), max_ms=max(v), median_cpu_ms=float(np.median(cs[n])), reps=reps)
+            for n, v in ts.items()}
+
+def absent_maps(hm: torch.Tensor, every: int = 2, noise: float = 0.02, seed: int = 0) -> torch.Tensor:
+    "A copy of maps `(B, K, H, W)` whose every `every`-th keypoint (k = 0, every, ...) holds N(0, noise²) noise instead: an absent keypoint."
+    out = hm.clone()
+    g = torch.Generator().manual_seed(seed)
+    out[:, ::every] = (noise * torch.randn(out[:, ::every].shape, generator=g)).to(hm.device, hm.dtype)
+    return out
+
+def content_bench(decoders: dict, hm: torch.Tensor, sigma: float, reps: int = 5, every: int = 2, noise: float = 0.02, seed: int = 0) -> list:
+    "Rows `{name, clean_ms, absent_ms, x_clean}` (medians), the same for minima (`_min`) and CPU time (`_cpu`): each `decoder(hm, sigma)` on `hm` and on `absent_maps(hm, every, noise)`, interleaved."
+    ab = absent_maps(hm, every, noise, seed)
+    fns = {(n, k): (lambda d=d, x=x: d(x, sigma)) for n, d in decoders.items() for k, x in (('clean', hm), ('absent', ab))}
+    t = interleaved_timeit(fns, reps)
+    row = lambda n, c, a: dict(name=n, clean_ms=c['median_ms'], absent_ms=a['median_ms'], x_clean=a['median_ms'] / c['median_ms'],
+                               clean_min_ms=c['min_ms'], absent_min_ms=a['min_ms'], x_clean_min=a['min_ms'] / c['min_ms'],
+                               clean_cpu_ms=c['median_cpu_ms'], absent_cpu_ms=a['median_cpu_ms'], x_clean_cpu=a['median_cpu_ms'] / c['median_cpu_ms'])
+    return [row(n, t[n, 'clean'], t[n, 'absent']) for n in decoders]
+
+# %% ../../nbs/46_codecs.bench.ipynb #711d6dec
+THREAD_MODES = ('default', 'mechanism', 'one')
+LOADS = ('idle', 'torch', 'python')
+_LOAD_CODE = {'torch': "import torch\ntorch.set_num_threads({threads})\na = torch.randn(384, 384)\nprint('ready', flush=True)\nwhile True: a @ a\n",
+              'python': "print('ready', flush=True)\nwhile True: pass\n"}
+
+@contextlib.contextmanager
+def decode_threads(mode: str, threads: int | None = None):
+    "Torch CPU threads for a decode (`THREAD_MODES`): 'default' (`threads`, `small_cpu_threads` off), 'mechanism' (on), 'one'; restored after."
+    if mode not in THREAD_MODES: raise ValueError(f'mode must be one of {THREAD_MODES}, got {mode!r}')
+    n, limit = torch.get_num_threads(), codecs_core.SMALL_CPU_NUMEL
+    try:
+        torch.set_num_threads(1 if mode == 'one' else int(threads or n))
+        if mode == 'default': codecs_core.SMALL_CPU_NUMEL = -1  # no input is small: the mechanism never switches
+        yield
+    finally:
+        codecs_core.SMALL_CPU_NUMEL = limit
+        torch.set_num_threads(n)
+
+@contextlib.contextmanager
+def cpu_load(kind: str, procs: int | None = None, threads: int = 2):
+    "CPU load beside the block (`LOADS`): 'torch' (a matmul loop on `threads` threads), 'python' (`procs`, default 2, busy loops), 'idle'; yields the PIDs, killed after."
+    if kind not in LOADS: raise ValueError(f'kind must be one of {LOADS}, got {kind!r}')
+    n = 0 if kind == 'idle' else procs or (1 if kind == 'torch' else 2)
+    ps = []
+    try:
+        for _ in range(n):
+            ps.append(subprocess.Popen([sys.executable, '-c', _LOAD_CODE[kind].format(threads=threads)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True))
+        for p in ps:
+            if p.stdout.readline().strip() != 'ready': raise RuntimeError(f'the {kind} load process {p.pid} did not start')
+        yield [p.pid for p in ps]
+    finally:
+        for p in ps: p.kill()
+        for p in ps: p.wait()
+
+def load_bench(fns: dict, x, loads=LOADS, modes=THREAD_MODES, reps: int = 15, threads: int | None = None, load_threads: int = 2,
+               settle: float = 0.5) -> list:
+    "Rows `{load, mode, name, median_ms, min_ms, max_ms, x_one, x_one_min, x_idle_one, loadavg, pids}`: each `fn(x)` under each CPU load and thread mode."
+    def run(f, mode):
+        with decode_threads(mode, threads): f(x)
+    rows = []
+    for load in loads:
+        with cpu_load(load, threads=load_threads) as pids:
+            time.sleep(settle if pids else 0.)  # let the load reach the scheduler
+            la = os.getloadavg()[0]
+            t = interleaved_timeit({(m, n): (lambda f=f, m=m: run(f, m)) for m in modes for n, f in fns.items()}, reps)
+            rows += [dict(load=load, mode=m, name=n, **t[m, n], loadavg=la, pids=pids) for m in modes for n in fns]
+    one = {(r['load'], r['name']): r for r in rows if r['mode'] == 'one'}
+    for r in rows:
+        o, i = one.get((r['load'], r['name'])), one.get(('idle', r['name']))
+        r['x_one'] = r['median_ms'] / o['median_ms'] if o else float('nan')
+        r['x_one_min'] = r['min_ms'] / o['min_ms'] if o else float('nan')
+        r['x_idle_one'] = r['median_ms'] / i['median_ms'] if i else float('nan')
     return rows
 
 # %% ../../nbs/46_codecs.bench.ipynb #c7405514

@@ -5,6 +5,7 @@
 # %% ../../nbs/10_codecs.core.ipynb #c7189788
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -14,7 +15,8 @@ import torch
 from ..geometry import ALIGNS, apply_affine, resize_points
 
 # %% auto #0
-__all__ = ['CODEC_TYPES', 'Encoded', 'Decoded', 'as_float', 'flat_argmax', 'argmax_2d', 'Codec', 'Decoder', 'HeatmapCodec']
+__all__ = ['SMALL_CPU_NUMEL', 'CODEC_TYPES', 'Encoded', 'Decoded', 'as_float', 'flat_argmax', 'argmax_2d', 'small_cpu_threads',
+           'Codec', 'Decoder', 'HeatmapCodec']
 
 # %% ../../nbs/10_codecs.core.ipynb #cbc22444
 class Encoded(dict):
@@ -67,6 +69,22 @@ def argmax_2d(hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     xy = torch.stack([idx % W, idx // W], -1)
     centre = torch.tensor([(W - 1) // 2, (H - 1) // 2], device=hm.device)
     return torch.where(valid[..., None], xy, centre), torch.where(valid, val, torch.zeros_like(val)), valid
+
+# %% ../../nbs/10_codecs.core.ipynb #0ee92524
+SMALL_CPU_NUMEL = 1 << 24  # inputs up to this many elements (64 MB of float32) decode on one CPU thread
+
+@contextlib.contextmanager
+def small_cpu_threads(x, max_numel: int | None = None, threads: int = 1):
+    "Run the block with `threads` torch CPU threads if `x` (tensor or array) is on the CPU with at most `max_numel` elements (default `SMALL_CPU_NUMEL`); restored after."
+    n = torch.get_num_threads()
+    cpu = not isinstance(x, torch.Tensor) or x.device.type == 'cpu'
+    size = x.numel() if isinstance(x, torch.Tensor) else np.size(x)
+    if not cpu or n <= threads or size > (SMALL_CPU_NUMEL if max_numel is None else max_numel):
+        yield
+        return
+    torch.set_num_threads(threads)
+    try: yield
+    finally: torch.set_num_threads(n)
 
 # %% ../../nbs/10_codecs.core.ipynb #e4acf236
 CODEC_TYPES: dict[str, type] = {}  # every posebench codec and decoder class by name (filled by subclassing)
@@ -176,13 +194,15 @@ class HeatmapCodec(Codec):
         hm = self.heatmaps(out)
         if tuple(hm.shape[-2:]) != self.heatmap_size[::-1]:
             raise ValueError(f'heatmaps are {tuple(hm.shape[-2:])} (H, W) but the codec expects {self.heatmap_size[::-1]}')
-        xy, s = self._decode_hm(hm)
-        W, H = self.heatmap_size
-        centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=hm.device)
-        xy = self.to_input(torch.where((s == 0)[..., None], centre, xy.float()))  # no peak: exactly the centre
-        return Decoded(xy[:, None], s.float()[:, None], s.float().mean(-1, keepdim=True) if s.shape[-1] else s.new_zeros(s.shape[0], 1),
-                       torch.ones(hm.shape[0], 1, dtype=torch.bool, device=hm.device))
+        with small_cpu_threads(hm):
+            xy, s = self._decode_hm(hm)
+            W, H = self.heatmap_size
+            centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], device=hm.device)
+            xy = self.to_input(torch.where((s == 0)[..., None], centre, xy.float()))  # no peak: exactly the centre
+            return Decoded(xy[:, None], s.float()[:, None], s.float().mean(-1, keepdim=True) if s.shape[-1] else s.new_zeros(s.shape[0], 1),
+                           torch.ones(hm.shape[0], 1, dtype=torch.bool, device=hm.device))
 
     def decode_flip(self, out, out_flipped, flip_index) -> Decoded:
         "Flip test: the mirrored input's heatmaps flipped back (`flip_back`) and averaged with `out`'s, then decoded."
-        return self.decode(self.flip_test(self.heatmaps(out), self.heatmaps(out_flipped), flip_index))
+        hm = self.heatmaps(out)
+        with small_cpu_threads(hm): return self.decode(self.flip_test(hm, self.heatmaps(out_flipped), flip_index))

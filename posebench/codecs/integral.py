@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .core import Decoded, Decoder, Encoded, HeatmapCodec
+from .core import Decoded, Decoder, Encoded, HeatmapCodec, small_cpu_threads
 from .gaussian import GaussianHeatmap
 from ..core import patch
 from ..geometry import flip_points
@@ -87,21 +87,22 @@ class SoftArgmax(Decoder):
     def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         "Logits `(B, K, H, W)` → soft-argmax `(B, K, 2)` in heatmap pixels and scores `(B, K)` (`sigma` sizes the 'mass' box)."
         H, W = hm.shape[-2:]
-        h = self.normalise(hm)
-        mu, _ = soft_argmax(h)
-        lo, hi = torch.aminmax(hm.flatten(-2), dim=-1)
-        mass = h.sum((-2, -1))  # NaN/inf anywhere in h make it non-finite
-        ok = (hi > lo) & torch.isfinite(mass) & (mass > 0.5)
-        if self.score == 'one': s = torch.ones_like(mu[..., 0])
-        elif self.score == 'max': s = h.flatten(-2).amax(-1)
-        else:  # mass in the ±3σ box around μ: separable, no (B, K, H, W) temporary
-            if sigma is None: raise ValueError("SoftArgmax(score='mass') needs the target sigma")
-            gx, gy = (torch.arange(n, dtype=h.dtype, device=h.device) for n in (W, H))
-            wx = ((gx - mu[..., :1]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, W)
-            wy = ((gy - mu[..., 1:]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, H)
-            s = torch.einsum('bkhw,bkh,bkw->bk', h, wy, wx)
-        centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=mu.dtype, device=mu.device)
-        return torch.where(ok[..., None], mu, centre), torch.where(ok, s, torch.zeros_like(s))
+        with small_cpu_threads(hm):
+            h = self.normalise(hm)
+            mu, _ = soft_argmax(h)
+            lo, hi = torch.aminmax(hm.flatten(-2), dim=-1)
+            mass = h.sum((-2, -1))  # NaN/inf anywhere in h make it non-finite
+            ok = (hi > lo) & torch.isfinite(mass) & (mass > 0.5)
+            if self.score == 'one': s = torch.ones_like(mu[..., 0])
+            elif self.score == 'max': s = h.flatten(-2).amax(-1)
+            else:  # mass in the ±3σ box around μ: separable, no (B, K, H, W) temporary
+                if sigma is None: raise ValueError("SoftArgmax(score='mass') needs the target sigma")
+                gx, gy = (torch.arange(n, dtype=h.dtype, device=h.device) for n in (W, H))
+                wx = ((gx - mu[..., :1]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, W)
+                wy = ((gy - mu[..., 1:]).abs() <= 3 * sigma).to(h.dtype)  # (B, K, H)
+                s = torch.einsum('bkhw,bkh,bkw->bk', h, wy, wx)
+            centre = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=mu.dtype, device=mu.device)
+            return torch.where(ok[..., None], mu, centre), torch.where(ok, s, torch.zeros_like(s))
 
 # %% ../../nbs/13_codecs.integral.ipynb #f761a890
 @dataclass(frozen=True)

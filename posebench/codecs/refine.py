@@ -11,9 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .core import Decoder, argmax_2d, as_float
+from .core import Decoder, argmax_2d, as_float, small_cpu_threads
 from ..core import patch
 
 # %% auto #0
@@ -25,7 +24,8 @@ __all__ = ['Argmax', 'gaussian_maps', 'QuarterShift', 'opencv_gaussian_kernel', 
 class Argmax(Decoder):
     "Integer argmax; score = the map's maximum."
     def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        xy, val, _ = argmax_2d(as_float(hm))
+        hm = as_float(hm)
+        with small_cpu_threads(hm): xy, val, _ = argmax_2d(hm)
         return xy.float(), val.float()
 
     def bound(self, sigma: float, size, *, unbiased: bool, interior: bool) -> float:
@@ -55,14 +55,15 @@ class QuarterShift(Decoder):
 
     def __call__(self, hm: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hm = as_float(hm); B, K, H, W = hm.shape
-        xy, val, valid = argmax_2d(hm)
-        flat = hm.reshape(B, K, H * W)
-        d = torch.stack([_at(flat, xy, 1, 0, W, H) - _at(flat, xy, -1, 0, W, H),
-                         _at(flat, xy, 0, 1, W, H) - _at(flat, xy, 0, -1, W, H)], -1)
-        ok = (xy > 1) & (xy < torch.tensor([W - 1, H - 1], device=hm.device))  # (B, K, 2)
-        if not self.per_axis: ok = ok.all(-1, keepdim=True)
-        step = torch.where(ok & valid[..., None], 0.25 * torch.sign(d), torch.zeros_like(d))
-        return xy.float() + step.float(), val.float()
+        with small_cpu_threads(hm):
+            xy, val, valid = argmax_2d(hm)
+            flat = hm.reshape(B, K, H * W)
+            d = torch.stack([_at(flat, xy, 1, 0, W, H) - _at(flat, xy, -1, 0, W, H),
+                             _at(flat, xy, 0, 1, W, H) - _at(flat, xy, 0, -1, W, H)], -1)
+            ok = (xy > 1) & (xy < torch.tensor([W - 1, H - 1], device=hm.device))  # (B, K, 2)
+            if not self.per_axis: ok = ok.all(-1, keepdim=True)
+            step = torch.where(ok & valid[..., None], 0.25 * torch.sign(d), torch.zeros_like(d))
+            return xy.float() + step.float(), val.float()
 
     def bound(self, sigma: float, size, *, unbiased: bool, interior: bool) -> float:
         "0.25 px on unbiased targets where the step applies (the interior), else 0.5 px (no step, or the target's rounding)."
@@ -87,13 +88,32 @@ def blur_kernel_size(sigma: float) -> int:
     return max(3, 2 * math.floor(3 * sigma - 0.5) + 1)
 
 # %% ../../nbs/11_codecs.refine.ipynb #870f992e
+@lru_cache(maxsize=64)
+def _band(n: int, ks: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    "The zero-padded blur along an axis of length `n` as a matrix `(n, n)`, `[i, j] = k[i - j + ks//2]` (symmetric); cached."
+    k = torch.as_tensor(opencv_gaussian_kernel(ks), dtype=dtype)
+    j = torch.arange(n)[:, None] - torch.arange(n) + ks // 2
+    return torch.where((j >= 0) & (j < ks), k[j.clamp(0, ks - 1)], torch.zeros((), dtype=dtype)).to(device)
+
 def _blur(hm: torch.Tensor, ks: int) -> torch.Tensor:
-    "Zero-padded separable Gaussian blur (OpenCV kernel) of maps `(B, K, H, W)`."
-    B, K, H, W = hm.shape
-    k = torch.as_tensor(opencv_gaussian_kernel(ks), dtype=hm.dtype, device=hm.device)
-    x = hm.reshape(B * K, 1, H, W)
-    x = F.conv2d(x, k.view(1, 1, 1, ks), padding=(0, ks // 2))
-    return F.conv2d(x, k.view(1, 1, ks, 1), padding=(ks // 2, 0)).reshape(B, K, H, W)
+    "Zero-padded separable Gaussian blur (OpenCV kernel) of maps `(..., H, W)`: `By @ hm @ Bx`; non-finite values spread as in a convolution."
+    shape, hm = hm.shape, hm.reshape(-1, *hm.shape[-2:])  # (n, H, W): one batched product per axis
+    by, bx = (_band(n, ks, hm.dtype, hm.device) for n in hm.shape[-2:])
+    if bool(torch.isfinite(hm.sum())): return (by @ (hm @ bx)).reshape(shape)  # one pass; NaN and ±inf reach the sum
+    fin = torch.isfinite(hm)
+    out = by @ (torch.where(fin, hm, torch.zeros_like(hm)) @ bx)
+    near = lambda m: (by @ (m.to(hm.dtype) @ bx)) > 0  # the pixels a convolution mixes an element of `m` into
+    pos, neg = near(hm == float('inf')), near(hm == -float('inf'))
+    out = torch.where(pos, float('inf'), torch.where(neg, -float('inf'), out))
+    return torch.where(near(hm.isnan()) | (pos & neg), float('nan'), out).reshape(shape)
+
+def _blur_max(maps: torch.Tensor, ks: int) -> torch.Tensor:
+    "`_blur(maps, ks)` maximum `(n,)` of maps `(n, H, W)`: the plain products, redone with `_blur`'s rules only where a value is not finite."
+    by, bx = (_band(n, ks, maps.dtype, maps.device) for n in maps.shape[-2:])
+    m = (by @ (maps @ bx)).flatten(1).amax(1)
+    bad = ~torch.isfinite(m)  # finite maps give finite blurs: only a non-finite input (or an overflow) lands here
+    if bool(bad.any()): m = m.index_put((bad,), _blur(maps[bad], ks).flatten(1).amax(1))
+    return m
 
 def gaussian_blur(hm: torch.Tensor, ks: int = 11) -> torch.Tensor:
     "DARK modulation of `(B, K, H, W)` maps: zero-padded Gaussian blur, rescaled to each map's original max (new tensor)."
@@ -188,23 +208,6 @@ class Dark(Decoder):
         return cls(stencil='udp', **kw)
 
 # %% ../../nbs/11_codecs.refine.ipynb #ccfa0147
-def _rescale(hm, xy, val, valid, patch, ks, floor, ceil):
-    "Rescale constant `(B, K)`: exact `max(h)/max(blur(h))` where the log clip could bite, else the local one."
-    B, K, H, W = hm.shape
-    o = torch.arange(-2, 3, device=hm.device)
-    X, Y = xy[..., 0, None] + o, xy[..., 1, None] + o
-    inside = ((Y >= 0) & (Y < H))[..., :, None] & ((X >= 0) & (X < W))[..., None, :]
-    lo = torch.where(inside, patch, torch.full_like(patch, float('inf'))).amin((-2, -1))
-    hi = torch.where(inside, patch, torch.full_like(patch, -float('inf'))).amax((-2, -1))
-    c = val / hi
-    exact = valid & ((lo < 2 * floor) | ((val > ceil) if ceil is not None else False) | ~(hi > 0))
-    if exact.any():
-        i = exact.nonzero(as_tuple=True)
-        sel = hm[i][:, None]  # (n, 1, H, W)
-        c = c.index_put(i, val[i] / _blur(sel, ks).amax((-3, -2, -1)))
-    return c
-
-# %% ../../nbs/11_codecs.refine.ipynb #3315106f
 @lru_cache(maxsize=64)
 def _stencil_weights(stencil: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     "`(25, 5)` weights turning a flattened 5×5 log patch into dx, dy, dxx, dyy, dxy (`'shrink'`: step-1, /4 cross); cached."
@@ -218,13 +221,71 @@ def _stencil_matrix(stencil: str, like: torch.Tensor) -> torch.Tensor:
     "The stencil weights in `like`'s dtype and device."
     return _stencil_weights(stencil, like.dtype, like.device)
 
-def _patch_at(lp: torch.Tensor, xy: torch.Tensor, cxy: torch.Tensor, lim: torch.Tensor, clamp: bool) -> torch.Tensor:
-    "The 5×5 patch `(B, K, 25)` around `cxy` read from the patch `lp` around `xy` (map-clamped or patch-clamped)."
-    o = torch.arange(-2, 3, device=lp.device)
+def _patch_index(xy: torch.Tensor, cxy: torch.Tensor, lim: torch.Tensor, clamp: bool) -> torch.Tensor:
+    "Indices `(B, K, 25)` into the flattened 5×5 patch around `xy` of the 5×5 patch around `cxy` (map-clamped or patch-clamped)."
+    o = torch.arange(-2, 3, device=xy.device)
     pos = cxy[..., None, :] + torch.stack(torch.meshgrid(o, o, indexing='xy'), -1).reshape(25, 2)  # (B, K, 25, 2) xy
     if clamp: pos = torch.minimum(pos.clamp_min(0), lim)
     rel = (pos - xy[..., None, :]).clamp(-2, 2) + 2
-    return lp.gather(-1, rel[..., 1] * 5 + rel[..., 0])
+    return rel[..., 1] * 5 + rel[..., 0]
+
+# %% ../../nbs/11_codecs.refine.ipynb #3315106f
+@patch
+def _fits(self: Dark, xy: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    "Where the stencil fits inside a `size` (W, H) map `(B, K)`, and where the border rule refines (`'skip'`: only there)."
+    lim = torch.tensor([size[0] - 1, size[1] - 1], device=xy.device)
+    reach = 2 if self.stencil == 'dark' else 1
+    fits = ((xy >= reach) & (xy <= lim - reach)).all(-1)
+    shrinks = self.border == 'shrink' and min(size) >= 3
+    return fits, (torch.ones_like(fits) if self.border == 'edge' or shrinks else fits)
+
+@patch
+def _reader(self: Dark, xy: torch.Tensor, size):
+    "`read(lp, absolute=False)`: dx, dy, dxx, dyy, dxy `(B, K, 5)` of 5×5 patches `lp` `(B, K, 25)` around `xy` by the border rule; linear in `lp` (`absolute`: |weights|)."
+    lim = torch.tensor([size[0] - 1, size[1] - 1], device=xy.device)
+    edge = _patch_index(xy, xy, lim, clamp=True) if self.border == 'edge' else None
+    shrink = None
+    if self.border == 'shrink' and min(size) >= 3:  # quadratic on the 3×3 window moved inside the map
+        cxy = torch.minimum(xy.clamp_min(1), lim - 1)
+        shrink = _patch_index(xy, cxy, lim, clamp=False), xy - cxy, self._fits(xy, size)[0]
+    def read(lp: torch.Tensor, absolute: bool = False) -> torch.Tensor:
+        w = lambda s: _stencil_matrix(s, lp).abs() if absolute else _stencil_matrix(s, lp)
+        if edge is not None: lp = lp.gather(-1, edge)
+        d = lp @ w(self.stencil)
+        if shrink is None: return d
+        idx, shift, fits = shrink
+        e = lp.gather(-1, idx) @ w('shrink')
+        sx, sy = (shift.abs() if absolute else shift).to(e.dtype).unbind(-1)
+        dx, dy, dxx, dyy, dxy = e.unbind(-1)
+        e = torch.stack([dx + dxx * sx + dxy * sy, dy + dxy * sx + dyy * sy, dxx, dyy, dxy], -1)  # gradient at p
+        return torch.where(fits[..., None], d, e)
+    return read
+
+@patch
+def _rescale(self: Dark, hm, xy, val, used, patch, ks, read) -> torch.Tensor:
+    "Rescale constant `(B, K)`: exact `max(h)/max(blur(h))` on the `used` maps whose Taylor step (`read`, `_reader`) can depend on it, else the local one."
+    B, K, H, W = hm.shape
+    floor, ceil = self.log_floor, self.log_ceil
+    o = torch.arange(-2, 3, device=hm.device)
+    X, Y = xy[..., 0, None] + o, xy[..., 1, None] + o
+    inside = ((Y >= 0) & (Y < H))[..., :, None] & ((X >= 0) & (X < W))[..., None, :]
+    lo = torch.where(inside, patch, torch.full_like(patch, float('inf'))).amin((-2, -1))
+    hi = torch.where(inside, patch, torch.full_like(patch, -float('inf'))).amax((-2, -1))
+    c = val / hi
+    odd = ~(hi > 0) | ((val > ceil) if ceil is not None else torch.zeros_like(used))
+    maybe = used & ((lo < 2 * floor) | odd)  # the clip could bite somewhere in the patch
+    if not maybe.any(): return c
+    p = patch.reshape(B, K, 25)
+    free = p >= 2 * floor  # above the floor for every c >= 1: log c + log p
+    unsure = ~free & ~(p <= 0)  # neither that nor below it for every c > 0
+    depends = (read(free.to(p.dtype)) != 0).any(-1)  # log c does not cancel
+    reads_unsure = (read(unsure.to(p.dtype), absolute=True) != 0).any(-1) if unsure.any() else odd & ~odd
+    exact = maybe & (odd | depends | reads_unsure)
+    if exact.any():
+        i = exact.flatten().nonzero()[:, 0]
+        sel = hm.reshape(B * K, H, W).index_select(0, i)  # (n, H, W): only those maps, blurred whole
+        c = c.flatten().index_put((i,), val.flatten()[i] / _blur_max(sel, ks)).view(B, K)
+    return c
 
 # %% ../../nbs/11_codecs.refine.ipynb #a7ce8ce1
 @patch
@@ -232,29 +293,18 @@ def __call__(self: Dark, hm: torch.Tensor, sigma: float | None = None) -> tuple[
     "Keypoints `(B, K, 2)` in heatmap px and scores `(B, K)` from heatmaps `(B, K, H, W)`."
     ks = self.kernel_size(sigma)
     hm = as_float(hm); B, K, H, W = hm.shape
-    xy, val, valid = argmax_2d(hm)
-    if B * K == 0: return xy.float(), val.float()
-    patch = local_blur(hm, xy, ks)  # (B, K, 5, 5) blurred around the peak
-    c = _rescale(hm, xy, val, valid, patch, ks, self.log_floor, self.log_ceil)
-    lp = (c[..., None, None] * patch).clamp(self.log_floor, self.log_ceil).log().reshape(B, K, 25)
-    lim = torch.tensor([W - 1, H - 1], device=hm.device)
-    reach = 2 if self.stencil == 'dark' else 1
-    fits = ((xy >= reach) & (xy <= lim - reach)).all(-1)
-    if self.border == 'edge': lp = _patch_at(lp, xy, xy, lim, clamp=True)
-    d = lp @ _stencil_matrix(self.stencil, lp)  # (B, K, 5): dx, dy, dxx, dyy, dxy
-    if self.border == 'shrink' and min(H, W) >= 3:  # quadratic on the 3×3 window moved inside the map
-        cxy = torch.minimum(xy.clamp_min(1), lim - 1)
-        e = _patch_at(lp, xy, cxy, lim, clamp=False) @ _stencil_matrix('shrink', lp)
-        sx, sy = (xy - cxy).to(e.dtype).unbind(-1)
-        dx, dy, dxx, dyy, dxy = e.unbind(-1)
-        e = torch.stack([dx + dxx * sx + dxy * sy, dy + dxy * sx + dyy * sy, dxx, dyy, dxy], -1)  # gradient at p
-        d = torch.where(fits[..., None], d, e)
-        fits = torch.ones_like(fits)
-    elif self.border == 'edge': fits = torch.ones_like(fits)
-    dx, dy, dxx, dyy, dxy = d.unbind(-1)
-    off, ok = taylor_step(dx, dy, dxx + self.hess_eps, dyy + self.hess_eps, dxy, self.guard, self.max_step)
-    ok = ok & fits & valid
-    return xy.float() + torch.where(ok[..., None], off, torch.zeros_like(off)).float(), val.float()
+    with small_cpu_threads(hm):
+        xy, val, valid = argmax_2d(hm)
+        if B * K == 0: return xy.float(), val.float()
+        patch = local_blur(hm, xy, ks)  # (B, K, 5, 5) blurred around the peak
+        refined = self._fits(xy, (W, H))[1] & valid
+        read = self._reader(xy, (W, H))
+        c = self._rescale(hm, xy, val, refined, patch, ks, read)
+        lp = (c[..., None, None] * patch).clamp(self.log_floor, self.log_ceil).log().reshape(B, K, 25)
+        dx, dy, dxx, dyy, dxy = read(lp).unbind(-1)
+        off, ok = taylor_step(dx, dy, dxx + self.hess_eps, dyy + self.hess_eps, dxy, self.guard, self.max_step)
+        ok = ok & refined
+        return xy.float() + torch.where(ok[..., None], off, torch.zeros_like(off)).float(), val.float()
 
 # %% ../../nbs/11_codecs.refine.ipynb #8e80a06f
 @patch
