@@ -31,7 +31,7 @@ from .eval.coco import KeypointResults, crop_area, oks_nms, rescore
 from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
-from .models.zoo import BOTTOMUP_KINDS
+
 
 # %% auto #0
 __all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'BOTTOMUP_CODECS', 'KIND_CODECS', 'BATCH_CROPS', 'BATCH_WHOLE', 'list_images',
