@@ -411,7 +411,7 @@ class GroupingInspector(FigureWidget):
             ['persons / GT', 'fragments', 'mixed', 'GT split', 'GT missed', 'GT keypoints found', 'candidates', 'limbs kept', 'decode ms (maps + group)'],
             f'{src}; mode {k.mode}, thr {k.thr:g}, top-k {k.topk}, dist_max {k.dist_max:g} px, person thr {k.person_thr:g}; redraw {self.redraw_ms:.0f} ms (previous)')
 
-# %% ../../nbs/57_vis.grouping.ipynb #952821d4
+# %% ../../nbs/57_vis.grouping.ipynb #d8182ade
 def _ae_codec_for(codec: AssociativeEmbeddingCodec, scene: Scene) -> AssociativeEmbeddingCodec:
     "The AE codec with the scene's input size."
     return codec if tuple(codec.input_size) == scene.size else replace(codec, input_size=scene.size)
@@ -447,7 +447,7 @@ def ae_model_maps(model, scene: Scene) -> list:
     return [o.detach().float().cpu() for o in out]
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #aa2ebfa3
+# %% ../../nbs/57_vis.grouping.ipynb #e87c9432
 AE_KNOBS = ('det_thr', 'tag_thr', 'topk', 'adjust', 'refine', 'nms_kernel', 'use_det_val')
 
 @dataclass
@@ -485,7 +485,7 @@ def check_ae_grouping(g: AEGrouping, kpts, vis, tol: float = 7., small: int = 3,
     return check_grouping(SimpleNamespace(kpts=g.kpts.reshape(len(g), K, 2), slots=slots), kpts, vis, [(k, k) for k in range(K)], tol, small)
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #53ca9e64
+# %% ../../nbs/57_vis.grouping.ipynb #c2112c23
 def draw_tag_map(ax: Axes, scene: Scene, v: AEView, k: int, *, dim: int = 0, alpha: float = .75, cmap: str = 'turbo', zorder: float = 1.5):
     "Tag map `dim` of keypoint type `k` as a colour map over the image (opacity grows with the heatmap), scaled to the persons' tags; returns the image artist."
     kt = k if v.tags.shape[0] > 1 else 0
@@ -568,13 +568,13 @@ def cost_table(v: AEView, k: int, schema: KeypointSchema = COCO17, max_cols: int
             if d >= v.codec.tag_thr: txt = f'<span style="color:#c00">{txt}</span>'
             if j == p: txt = f'<b>{txt}</b>'
             cells.append(txt)
-        rows.append([f'{i}', f'{st.value[i]:.2f}', *cells, f'person {j}' if j >= 0 else f'<span style="color:#c00">new person {st.person[i]}</span>'])
-    head = ['cand', 'value'] + [f'P{p}' for p in range(P)] + ['→']
+        rows.append([f'{i}', f'{st.value[i]:.2f}', *cells, f'person {st.person[i]}' if j >= 0 else f'<span style="color:#c00">new person {st.person[i]}</span>'])
+    head = ['cand', 'value'] + [f'P{st.columns[p]}' for p in range(P)] + ['→']
     return html_table(rows, head, f'{name}: tag distance d / cost round(d)·100 − value to the persons so far (first {P} of {st.persons}); '
                       f'bold: the Hungarian pair; red: d ≥ tag_thr {v.codec.tag_thr:g}')
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #b355e2cd
+# %% ../../nbs/57_vis.grouping.ipynb #12d47f41
 _AE_KEY = ('<small>left: the image with each decoded person in its own colour (hollow squares: joints refine filled; dashed + box = fragment, '
            'red box = mixed) and, for the chosen keypoint type, its tag map as colours (opacity ∝ heatmap) with the candidates ringed in '
            'the colour of the person they joined · right: per person, the tags of its joints, their mean and the band ± tag_thr a '
