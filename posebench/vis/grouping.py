@@ -411,7 +411,7 @@ class GroupingInspector(FigureWidget):
             ['persons / GT', 'fragments', 'mixed', 'GT split', 'GT missed', 'GT keypoints found', 'candidates', 'limbs kept', 'decode ms (maps + group)'],
             f'{src}; mode {k.mode}, thr {k.thr:g}, top-k {k.topk}, dist_max {k.dist_max:g} px, person thr {k.person_thr:g}; redraw {self.redraw_ms:.0f} ms (previous)')
 
-# %% ../../nbs/57_vis.grouping.ipynb #d8182ade
+# %% ../../nbs/57_vis.grouping.ipynb #886219cd
 def _ae_codec_for(codec: AssociativeEmbeddingCodec, scene: Scene) -> AssociativeEmbeddingCodec:
     "The AE codec with the scene's input size."
     return codec if tuple(codec.input_size) == scene.size else replace(codec, input_size=scene.size)
@@ -447,7 +447,7 @@ def ae_model_maps(model, scene: Scene) -> list:
     return [o.detach().float().cpu() for o in out]
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #e87c9432
+# %% ../../nbs/57_vis.grouping.ipynb #4de2fb67
 AE_KNOBS = ('det_thr', 'tag_thr', 'topk', 'adjust', 'refine', 'nms_kernel', 'use_det_val')
 
 @dataclass
@@ -485,7 +485,7 @@ def check_ae_grouping(g: AEGrouping, kpts, vis, tol: float = 7., small: int = 3,
     return check_grouping(SimpleNamespace(kpts=g.kpts.reshape(len(g), K, 2), slots=slots), kpts, vis, [(k, k) for k in range(K)], tol, small)
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #c2112c23
+# %% ../../nbs/57_vis.grouping.ipynb #7ec7c87f
 def draw_tag_map(ax: Axes, scene: Scene, v: AEView, k: int, *, dim: int = 0, alpha: float = .75, cmap: str = 'turbo', zorder: float = 1.5):
     "Tag map `dim` of keypoint type `k` as a colour map over the image (opacity grows with the heatmap), scaled to the persons' tags; returns the image artist."
     kt = k if v.tags.shape[0] > 1 else 0
@@ -493,25 +493,26 @@ def draw_tag_map(ax: Axes, scene: Scene, v: AEView, k: int, *, dim: int = 0, alp
     mt = v.grouping.tags[..., dim][v.grouping.scores > 0] if len(v.grouping) else t.ravel()
     lo, hi = (float(mt.min()) - 1, float(mt.max()) + 1) if mt.size else (float(t.min()), float(t.max()) + 1e-6)
     rgba = colormaps[cmap]((np.clip(t, lo, hi) - lo) / max(hi - lo, 1e-6))
-    rgba[..., 3] = alpha * (.25 + .75 * h)
+    rgba[..., 3] = alpha * (.1 + .9 * h)
     w, hh = scene.size
     return ax.imshow(rgba, extent=(-.5, w - .5, hh - .5, -.5), interpolation='bilinear', zorder=zorder), (lo, hi)
 
 def draw_ae_persons(ax: Axes, v: AEView, check: GroupingCheck | None = None, schema: KeypointSchema = COCO17, *, labels: bool = True,
                     zorder: float = 3.) -> None:
-    "Each decoded person's skeleton in its own colour, refined joints as hollow squares; fragments dashed and boxed, mixed persons boxed in red."
+    "Each decoded person's skeleton (its grouped joints) in its own colour, joints refine filled as hollow squares; fragments dashed and boxed, mixed persons boxed in red."
     g = v.grouping
     for n in range(len(g)):
         col, have = person_colour(n), g.scores[n] > 0
         frag = bool(check.fragment[n]) if check is not None else have.sum() <= 3
         mixed = check is not None and bool(check.mixed[n])
-        segs = [(g.kpts[n, i], g.kpts[n, j]) for i, j in schema.skeleton if have[i] and have[j]]
+        grouped = have & ~g.refined[n]
+        segs = [(g.kpts[n, i], g.kpts[n, j]) for i, j in schema.skeleton if grouped[i] and grouped[j]]  # refined joints: markers only
         ax.add_collection(LineCollection(segs, colors=[col], linewidths=3., linestyles=(0, (2, 1)) if frag else 'solid', alpha=.75,
                                          zorder=zorder, capstyle='round'), autolim=False)
         ax.scatter(*g.kpts[n][have & ~g.refined[n]].T, s=10, color=col, edgecolors='k', linewidths=.3, zorder=zorder + .1)
         ax.scatter(*g.kpts[n][have & g.refined[n]].T, s=18, marker='s', facecolors='none', edgecolors=col, linewidths=1., zorder=zorder + .1)
         if not have.any(): continue
-        p = g.kpts[n][have]
+        p = g.kpts[n][grouped if grouped.any() else have]
         lo, hi = p.min(0) - 4, p.max(0) + 4
         if frag or mixed:
             ax.add_patch(Rectangle(lo, *(hi - lo), fill=False, ec='red' if mixed else col, lw=1.4, ls='-' if mixed else '--', zorder=zorder))
@@ -545,7 +546,7 @@ def draw_tags_per_person(ax: Axes, v: AEView, keypoint: int | None = None, schem
         ax.add_patch(Rectangle((mu - thr, n - .35), 2 * thr, .7, color=col, alpha=.18, lw=0))
         ax.plot([mu, mu], [n - .4, n + .4], color=col, lw=2)
         ax.scatter(t[grouped], np.full(grouped.sum(), n), s=12, color=col, edgecolors='k', linewidths=.3, zorder=3)
-        if keypoint is not None and have[keypoint]:
+        if keypoint is not None and grouped[keypoint]:
             ax.scatter([t[keypoint]], [n], s=60, facecolors='none', edgecolors='k', linewidths=1.2, zorder=4)
     ax.set_ylim(len(g) - .5 if len(g) else .5, -.5)
     ax.set_yticks(range(len(g))); ax.tick_params(labelsize=6)
@@ -574,7 +575,7 @@ def cost_table(v: AEView, k: int, schema: KeypointSchema = COCO17, max_cols: int
                       f'bold: the Hungarian pair; red: d ≥ tag_thr {v.codec.tag_thr:g}')
 
 
-# %% ../../nbs/57_vis.grouping.ipynb #12d47f41
+# %% ../../nbs/57_vis.grouping.ipynb #11760ad6
 _AE_KEY = ('<small>left: the image with each decoded person in its own colour (hollow squares: joints refine filled; dashed + box = fragment, '
            'red box = mixed) and, for the chosen keypoint type, its tag map as colours (opacity ∝ heatmap) with the candidates ringed in '
            'the colour of the person they joined · right: per person, the tags of its joints, their mean and the band ± tag_thr a '
