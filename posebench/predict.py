@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .codecs.ae import AssociativeEmbeddingCodec
 from .codecs.core import HeatmapCodec
 from .codecs.offsets import GuidingOffsetCodec
 from .core import KeypointSchema, patch, resolve_device
@@ -31,11 +32,11 @@ from .eval.topdown import model_outputs
 from .geometry import box_crop, warp_image
 from .models.bundle import Bundle, load_model
 from .models.onnx import load_onnx
-from .models.zoo import BOTTOMUP_KINDS
+
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'BATCH_CROPS', 'BATCH_WHOLE', 'list_images', 'image_ids_for', 'person_boxes',
-           'Predictions', 'predict', 'cli']
+__all__ = ['IMAGE_SUFFIXES', 'KPT_THR', 'BOTTOMUP_CODECS', 'KIND_CODECS', 'BATCH_CROPS', 'BATCH_WHOLE', 'list_images',
+           'image_ids_for', 'person_boxes', 'Predictions', 'predict', 'cli']
 
 # %% ../nbs/45_predict.ipynb #041e739d
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
@@ -253,23 +254,25 @@ def summary(self: Predictions) -> list[str]:
     return lines
 
 # %% ../nbs/45_predict.ipynb #59e1a204
-def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec | GuidingOffsetCodec, KeypointSchema]:
+BOTTOMUP_CODECS = (GuidingOffsetCodec, AssociativeEmbeddingCodec)  # codecs of whole-image models
+KIND_CODECS = {'offsets': GuidingOffsetCodec, 'bottomup': AssociativeEmbeddingCodec}  # bundle kind -> its codec class (others: HeatmapCodec)
+
+def _resolve(m, codec, schema, device) -> tuple[nn.Module, HeatmapCodec | GuidingOffsetCodec | AssociativeEmbeddingCodec, KeypointSchema]:
     "The model (on its device), codec and schema of a bundle, a bundle file (or its `.onnx` export, `models.onnx`) or a bare module."
     if isinstance(m, (str, os.PathLike)):
         m = load_onnx(m, device=device) if Path(m).suffix.lower() == '.onnx' else load_model(m, device=resolve_device(device))
     if isinstance(m, Bundle):
-        if m.kind == 'bottomup':
-            raise ValueError(f"{m.arch} is a bottom-up model with associative-embedding grouping (HigherHRNet), which posebench does not "
-                             "decode yet; predict runs top-down bundles and guiding-offset bottom-up bundles (kind 'offsets')")
         model, codec, schema = m.model.to(resolve_device(device)), codec or m.codec, schema or m.schema
-        if (m.kind in BOTTOMUP_KINDS) != isinstance(codec, GuidingOffsetCodec):
-            raise ValueError(f'{m.arch} is a {"bottom-up" if m.kind in BOTTOMUP_KINDS else "top-down"} model, but the codec is a {type(codec).__name__}')
+        want = KIND_CODECS.get(m.kind, HeatmapCodec)
+        if not isinstance(codec, want):
+            what = {'offsets': 'a bottom-up model with greedy offset grouping', 'bottomup': 'a bottom-up model with associative-embedding grouping'}.get(m.kind, 'a top-down model')
+            raise ValueError(f'{m.arch} is {what}, but the codec is a {type(codec).__name__} (it needs a {want.__name__})')
     elif isinstance(m, nn.Module):
         if codec is None or schema is None: raise ValueError('a bare model needs codec= and schema= (a Bundle carries both)')
         model = m if device in (None, 'auto') else m.to(resolve_device(device))
     else: raise TypeError(f'expected a Bundle, a bundle file or an nn.Module, got {type(m).__name__}')
-    if not isinstance(codec, (HeatmapCodec, GuidingOffsetCodec)):
-        raise TypeError(f'codec must be a posebench heatmap codec (top-down) or a GuidingOffsetCodec (bottom-up), got {type(codec).__name__}')
+    if not isinstance(codec, (HeatmapCodec, *BOTTOMUP_CODECS)):
+        raise TypeError(f'codec must be a posebench heatmap codec (top-down), a GuidingOffsetCodec or an AssociativeEmbeddingCodec (bottom-up), got {type(codec).__name__}')
     if not isinstance(schema, KeypointSchema): raise TypeError(f'schema must be a KeypointSchema, got {type(schema).__name__}')
     return model, codec, schema
 
@@ -329,16 +332,16 @@ def _kpt_boxes(kpts: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/45_predict.ipynb #0e8a58d4
 @torch.no_grad()
-def predict(model_or_bundle, source, *, codec: HeatmapCodec | GuidingOffsetCodec | None = None, schema: KeypointSchema | None = None, boxes=None,
+def predict(model_or_bundle, source, *, codec: HeatmapCodec | GuidingOffsetCodec | AssociativeEmbeddingCodec | None = None, schema: KeypointSchema | None = None, boxes=None,
             min_box_score: float = 0., flip_test: bool = True, device='auto', batch_size: int | None = None, amp: str | None = None,
             image_ids=None, padding: float = 1.25, progress: bool = False) -> Predictions:
     "Poses of the persons in `boxes` (None: the whole image; bottom-up: every person found) of every image of `source` (file, folder, RGB array, list)."
     model, codec, schema = _resolve(model_or_bundle, codec, schema, device)
-    if batch_size is None: batch_size = BATCH_WHOLE if isinstance(codec, GuidingOffsetCodec) else BATCH_CROPS
+    if batch_size is None: batch_size = BATCH_WHOLE if isinstance(codec, BOTTOMUP_CODECS) else BATCH_CROPS
     if batch_size < 1: raise ValueError(f'batch_size must be >= 1, got {batch_size}')
     images = list_images(source)
     names = [im if isinstance(im, str) else i for i, im in enumerate(images)]
-    if isinstance(codec, GuidingOffsetCodec):
+    if isinstance(codec, BOTTOMUP_CODECS):
         if boxes is not None or min_box_score:
             raise ValueError('boxes / min_box_score: a bottom-up model finds every person in the whole image and takes no person boxes; leave them out')
         return _predict_whole(model, codec, schema, images, names, image_ids_for(names, image_ids, unique=image_ids is not None), flip_test, amp,

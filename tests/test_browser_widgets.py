@@ -3,7 +3,9 @@
 Starts JupyterLab on a free port in a temporary root/runtime/workspace folder, opens nbs/runs/widgets_demo.ipynb, runs
 it, moves the codec playground's `true dx` slider with the keyboard and checks that the rendered PNG and the error
 table changed as they should; then opens nbs/runs/grouping_demo.ipynb, types a new heatmap threshold into the grouping
-inspector's slider and checks that the picture and the candidate and person counts changed. Screenshots go to screenshots/ (gitignored). Skips, with the reason, where Chromium,
+inspector's slider and checks that the picture and the candidate and person counts changed; then opens
+nbs/runs/ae_grouping_demo.ipynb and types a new tag threshold into the associative-embedding inspector: the persons fall
+apart, the picture and the Hungarian cost table change. Screenshots go to screenshots/ (gitignored). Skips, with the reason, where Chromium,
 JupyterLab or Playwright are absent (CI installs them: tools/install.sh and the dev extra)."""
 import hashlib
 import json
@@ -20,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / 'nbs' / 'runs' / 'widgets_demo.ipynb'
 GROUPING_NB = ROOT / 'nbs' / 'runs' / 'grouping_demo.ipynb'
+AE_NB = ROOT / 'nbs' / 'runs' / 'ae_grouping_demo.ipynb'
 SHOTS = ROOT / 'screenshots'
 CHROMIUM = os.environ.get('POSEBENCH_CHROMIUM', '/usr/bin/chromium')
 ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -51,7 +54,7 @@ def lab(tmp_path_factory):
     "A JupyterLab server on a free port whose root holds copies of the demo notebooks; yields its base URL."
     tmp = tmp_path_factory.mktemp('lab')
     root = tmp / 'root'; root.mkdir()
-    for src in (NB, GROUPING_NB):
+    for src in (NB, GROUPING_NB, AE_NB):
         nb = json.loads(src.read_text())  # a kernelspec, so Lab starts the kernel without asking
         nb['metadata']['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
         (root / src.name).write_text(json.dumps(nb))
@@ -176,3 +179,39 @@ def test_grouping_inspector_threshold(lab):
         finally:
             b.close()
     assert time.time() - t0 < 90, f'browser test took {time.time() - t0:.0f} s'
+
+
+def test_ae_inspector_tag_threshold(lab):
+    "Typing a tag threshold of 0.2 into the associative-embedding inspector (simulated tags, noise std 0.3): persons fall apart, the PNG and the cost table change."
+    from playwright.sync_api import expect, sync_playwright
+    SHOTS.mkdir(exist_ok=True)
+    t0 = time.time()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = b.new_page(viewport={'width': 1280, 'height': 1100})
+        try:
+            _open_and_run(pg, f'{lab}/lab/tree/{AE_NB.name}?reset')
+            ai = pg.locator(f'{P} .posebench-widget').first
+            ai.locator('img.widget-image').wait_for(timeout=90000)
+            pg.wait_for_selector(f'{P} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90000)
+            table = ai.locator('.posebench-table').first
+            before_txt, before_img = table.inner_text(), _img_digest(pg, f'{P} .posebench-widget img.widget-image')
+            cells = before_txt.split('\n')[-1].split('\t')  # persons / GT, fragments, mixed, split, missed, GT keypoints found, candidates, ...
+            assert cells[0].strip().endswith('/ 4') and cells[6].strip() == '55', before_txt  # scene 0: 4 persons, 55 candidates
+            cost_before = ai.locator('.posebench-table').nth(1).inner_text()
+            assert 'cand' in cost_before and 'P0' in cost_before, cost_before  # the Hungarian step of the left wrist
+            ai.screenshot(path=str(SHOTS / 'ae_inspector_before.png'))
+            readout = ai.locator('.widget-slider', has_text='tag thr').locator('.widget-readout')
+            readout.fill('0.2'); readout.press('Enter')  # one change, one decode
+            expect(ai.locator('.posebench-table + small').first).to_contain_text('tag thr 0.2', timeout=30000)
+            after = table.inner_text().split('\n')[-1].split('\t')
+            assert int(after[0].split('/')[0]) > int(cells[0].split('/')[0]) and int(after[1]) > int(cells[1]), (cells, after)  # persons fall apart
+            assert ai.locator('.posebench-table').nth(1).inner_text() != cost_before
+            pg.wait_for_timeout(500)
+            assert _img_digest(pg, f'{P} .posebench-widget img.widget-image') != before_img
+            ai.screenshot(path=str(SHOTS / 'ae_inspector_after.png'))
+        except Exception:
+            pg.screenshot(path=str(SHOTS / 'ae_inspector_failure.png')); raise
+        finally:
+            b.close()
+    assert time.time() - t0 < 120, f'browser test took {time.time() - t0:.0f} s'

@@ -42,7 +42,8 @@ def test_every_notebook_module_exists_and_imports_without_dev_tools():
 def test_runtime_requirements_are_lean_and_torch_is_a_range():
     reqs = _cfg()['requirements'].split()
     names = {r.split('>')[0].split('<')[0].split('=')[0] for r in reqs}
-    assert names == {'torch', 'numpy', 'opencv-python-headless', 'matplotlib', 'plotly', 'pycocotools', 'ipywidgets', 'tqdm', 'filelock'}
+    assert names == {'torch', 'numpy', 'scipy', 'opencv-python-headless', 'matplotlib', 'plotly', 'pycocotools', 'ipywidgets', 'tqdm',
+                     'filelock'}  # scipy: the Hungarian algorithm of associative-embedding grouping (codecs.ae)
     torch_req = next(r for r in reqs if r.startswith('torch'))
     assert '==' not in torch_req and '>=' in torch_req and '<' in torch_req, torch_req
     assert 'nbdev==2.4.14' in _cfg()['dev_requirements'].split()

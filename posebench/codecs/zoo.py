@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from .ae import associative_embedding, associative_embedding_official
 from .core import Codec, Decoder, HeatmapCodec
 from .gaussian import dark_heatmap, msra_heatmap, udp_heatmap
 from .ihl import ihl_codec
@@ -20,7 +21,8 @@ __all__ = ['CODECS', 'DECODERS', 'default_sigma', 'build_codec', 'published_code
 
 # %% ../../nbs/19_codecs.zoo.ipynb #d17284c2
 CODECS: dict[str, Callable[..., Codec]] = {'msra': msra_heatmap, 'dark': dark_heatmap, 'udp': udp_heatmap, 'integral': integral_heatmap,
-                                           'ihl': ihl_codec, 'offsets': offset_guided, 'offsets_official': offset_guided_official}
+                                           'ihl': ihl_codec, 'offsets': offset_guided, 'offsets_official': offset_guided_official,
+                                           'ae': associative_embedding, 'ae_official': associative_embedding_official}
 
 def default_sigma(input_size) -> float:
     "The papers' σ = 2 heatmap px at 256 px input height, scaled with the input height (1 at 128)."

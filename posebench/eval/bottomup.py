@@ -46,11 +46,19 @@ def _check_scales(test_scales) -> tuple[float, ...]:
 @torch.no_grad()
 def bottomup_outputs(model: nn.Module, images: torch.Tensor, codec, *, flip: bool = True, flip_index=None, amp: str | None = None,
                      test_scales=(1.,), scale_multiple: int = 32) -> Decoded:
-    "Persons of one batch of whole-image inputs `(B, 3, H, W)`: `codec.decode` (or `decode_flip` with `flip_index`) of the model's output; input px."
+    "Persons of one batch of whole-image inputs `(B, 3, H, W)`: `codec.decode` (or `decode_flip` with `flip_index`, or `decode_scales` where the codec has it) of the model's output; input px."
     if flip and flip_index is None: raise ValueError("the flip test needs the schema's flip_index (or flip=False)")
     if images.ndim != 4 or images.shape[1] != 3: raise ValueError(f'images must be a batch (B, 3, H, W), got shape {tuple(images.shape)}')
     out, outf = model_outputs(model, images, flip=flip, amp=amp)
     scales = _check_scales(test_scales)
+    if hasattr(codec, 'decode_scales'):  # the codec combines scales itself (associative embedding: tags from scale 1 only)
+        outs, outfs = [out], ([outf] if flip else None)
+        for s in scales:
+            if s == 1: continue
+            o, of = model_outputs(model, scaled_images(images, s, scale_multiple), flip=flip, amp=amp)
+            outs.append(o)
+            if flip: outfs.append(of)
+        return codec.decode_scales(outs, outfs, flip_index if flip else None)
     if len(scales) > 1:
         if not isinstance(out, dict) or 'heatmaps' not in out: raise ValueError("the multi-scale test averages out['heatmaps']: the model returns no such dict")
         size = tuple(_last(out['heatmaps']).shape[-2:])
@@ -149,6 +157,7 @@ def gt_map_results(ds: BottomUpDataset, codec=None, *, score: str = 'all_kpts', 
         H, W = a['mask'].shape
         c = sized_codec(codec, (W, H))
         e = c.encode(a['kpts'].astype(np.float32), a['vis'], mask=a['mask'], boxes=a['boxes'].astype(np.float32))
-        out = {o: torch.from_numpy(np.ascontiguousarray(e[t]))[None] for t, o in TARGET_OUTPUTS.items() if t in e}
+        if hasattr(c, 'gt_output'): out = c.gt_output(a['kpts'].astype(np.float32), a['vis'])  # targets alone cannot give the output (tags)
+        else: out = {o: torch.from_numpy(np.ascontiguousarray(e[t]))[None] for t, o in TARGET_OUTPUTS.items() if t in e}
         parts.append(_rows(c.decode(out), invert_affine(a['M'])[None], [ds.image_ids[i]], score))
     return _results(parts, ds, ('ground-truth maps',))

@@ -9,10 +9,12 @@ import inspect
 
 from torch import nn
 
+from ..codecs.ae import AssociativeEmbeddingCodec
 from ..codecs.gaussian import GaussianHeatmap
 from ..codecs.ihl import IHLCodec
 from ..codecs.integral import IntegralHeatmap
 from ..codecs.offsets import GuidingOffsetCodec
+from .ae import AssociativeEmbeddingLoss
 from .ihl import IHLLoss
 from .losses import HeatmapLoss, IntegralLoss
 from .offsets import GuidingOffsetLoss
@@ -21,7 +23,8 @@ from .offsets import GuidingOffsetLoss
 __all__ = ['LOSSES', 'loss_for', 'distill_loss_for']
 
 # %% ../../nbs/39_train.zoo.ipynb #4bbb2a75
-LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss, IHLCodec: IHLLoss, GuidingOffsetCodec: GuidingOffsetLoss}
+LOSSES: dict[type, type] = {GaussianHeatmap: HeatmapLoss, IntegralHeatmap: IntegralLoss, IHLCodec: IHLLoss, GuidingOffsetCodec: GuidingOffsetLoss,
+                     AssociativeEmbeddingCodec: AssociativeEmbeddingLoss}
 
 def loss_for(codec, **kw) -> nn.Module:
     "The training loss of `codec`: the `LOSSES` row of its class or nearest base class, built with `codec` if it takes one, and `kw`."

@@ -5,9 +5,11 @@
 # %% ../../nbs/57_vis.grouping.ipynb #dc96c45c
 from __future__ import annotations
 
+import html
 import math
 import time
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import cv2
 import ipywidgets as W
@@ -19,6 +21,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Rectangle
 
+from ..codecs.ae import AEGrouping, AssociativeEmbeddingCodec, associative_embedding
 from ..codecs.offsets import MODES, GuidingOffsetCodec, Grouping
 from ..core import COCO17, KeypointSchema
 from ..data.bottomup import PAD_RGB, BottomUpDataset, fit_affine
@@ -28,10 +31,12 @@ from .draw import draw_pose
 from .widgets import FigureWidget, html_table
 
 # %% auto #0
-__all__ = ['STANDING', 'DECODE_KNOBS', 'OFFSET_COLOURS', 'SOURCES', 'Scene', 'fit_scene', 'scene_from_dataset',
+__all__ = ['STANDING', 'DECODE_KNOBS', 'OFFSET_COLOURS', 'SOURCES', 'AE_KNOBS', 'Scene', 'fit_scene', 'scene_from_dataset',
            'synthetic_scenes', 'standing_persons', 'gt_maps', 'simulated_maps', 'model_maps', 'GroupingView',
            'decode_view', 'GroupingCheck', 'check_grouping', 'type_colours', 'person_colour', 'draw_candidates',
-           'draw_offsets', 'draw_persons', 'draw_grouping', 'GroupingInspector']
+           'draw_offsets', 'draw_persons', 'draw_grouping', 'GroupingInspector', 'ae_gt_maps', 'ae_simulated_maps',
+           'ae_model_maps', 'AEView', 'ae_decode_view', 'check_ae_grouping', 'draw_tag_map', 'draw_ae_persons',
+           'draw_tag_candidates', 'draw_tags_per_person', 'cost_table', 'AEGroupingInspector']
 
 # %% ../../nbs/57_vis.grouping.ipynb #84686024
 @dataclass(frozen=True)
@@ -405,3 +410,262 @@ class GroupingInspector(FigureWidget):
               int(v.cands['valid'].sum()), int(v.grouping.kept.sum()), f'{v.ms["candidates"]:.0f} + {v.ms["group"]:.0f}']],
             ['persons / GT', 'fragments', 'mixed', 'GT split', 'GT missed', 'GT keypoints found', 'candidates', 'limbs kept', 'decode ms (maps + group)'],
             f'{src}; mode {k.mode}, thr {k.thr:g}, top-k {k.topk}, dist_max {k.dist_max:g} px, person thr {k.person_thr:g}; redraw {self.redraw_ms:.0f} ms (previous)')
+
+# %% ../../nbs/57_vis.grouping.ipynb #886219cd
+def _ae_codec_for(codec: AssociativeEmbeddingCodec, scene: Scene) -> AssociativeEmbeddingCodec:
+    "The AE codec with the scene's input size."
+    return codec if tuple(codec.input_size) == scene.size else replace(codec, input_size=scene.size)
+
+def ae_gt_maps(codec: AssociativeEmbeddingCodec, scene: Scene) -> list:
+    "What a perfect HigherHRNet outputs on a scene (`AssociativeEmbeddingCodec.gt_output`): heatmap targets per resolution, perfect tags."
+    return _ae_codec_for(codec, scene).gt_output(scene.kpts, scene.vis)
+
+def ae_simulated_maps(codec: AssociativeEmbeddingCodec, scene: Scene, *, jitter: float = 1.5, noise: float = .012, tag_noise: float = .3,
+                      seed: int = 0) -> list:
+    "Outputs standing in for a model's: `gt_output` of keypoints moved by N(0, jitter²) px, smooth heatmap noise of std `noise`, tags plus smooth noise of std `tag_noise`."
+    rng, c = np.random.default_rng(seed), _ae_codec_for(codec, scene)
+    k = scene.kpts + rng.normal(0, jitter, scene.kpts.shape) * (jitter > 0)
+    out = [o[0].numpy().copy() for o in c.gt_output(k, scene.vis)]
+    K = scene.vis.shape[1]
+    def smooth(shape, s):
+        z = np.stack([cv2.GaussianBlur(m, (0, 0), s) for m in rng.standard_normal(shape).astype(np.float32)])
+        return z / max(float(z.std()), 1e-12)
+    for o in out:
+        if noise: o[:K] = np.clip(o[:K] + noise * smooth(o[:K].shape, c.sigma), 0, 1)
+    if tag_noise: out[0][K:] += tag_noise * smooth(out[0][K:].shape, 3.)
+    return [torch.from_numpy(o.astype(np.float32))[None] for o in out]
+
+@torch.no_grad()
+def ae_model_maps(model, scene: Scene) -> list:
+    "A HigherHRNet's (or its `Bundle`'s) output on a scene's image: the list of resolutions, float32, on the CPU."
+    m = getattr(model, 'model', model)
+    x = torch.from_numpy(normalise(scene.image))[None]
+    p = next(m.parameters(), None) if isinstance(m, torch.nn.Module) else None
+    out = m(x if p is None else x.to(p.device))
+    if isinstance(out, torch.Tensor): out = [out]
+    if not isinstance(out, (list, tuple)): raise TypeError(f'an associative-embedding model returns a list of maps per resolution, got {type(out).__name__}')
+    return [o.detach().float().cpu() for o in out]
+
+
+# %% ../../nbs/57_vis.grouping.ipynb #4de2fb67
+AE_KNOBS = ('det_thr', 'tag_thr', 'topk', 'adjust', 'refine', 'nms_kernel', 'use_det_val')
+
+@dataclass
+class AEView:
+    "One image's associative-embedding decode: the codec that decoded, its maps at the decode resolution and the traced `AEGrouping`."
+    codec: AssociativeEmbeddingCodec  # with the knobs applied
+    heatmaps: np.ndarray  # (K, H, W) aggregated heatmaps at the decode resolution
+    tags: np.ndarray  # (Kt, L, H, W) tags at the decode resolution
+    grouping: AEGrouping
+    ms: dict  # wall time per stage (ms): 'maps' (combine), 'parse' (top-k, matching, refine, adjust)
+
+    def __len__(self): return len(self.grouping)
+
+    def step(self, k: int):
+        "The `TagMatch` of keypoint type `k` (None: no candidate of that type above the threshold)."
+        return next((s for s in self.grouping.steps if s.k == k), None)
+
+def ae_decode_view(codec: AssociativeEmbeddingCodec, out: list, **knobs) -> AEView:
+    "Decode the first image of `out` (a model's list of resolutions) with `codec` changed by `knobs` (det_thr, tag_thr, topk, adjust, refine, ...; None = unchanged)."
+    bad = sorted(set(knobs) - set(AE_KNOBS))
+    if bad: raise ValueError(f'ae_decode_view changes only {AE_KNOBS}, not {bad}')
+    c = replace(codec, **{k: v for k, v in knobs.items() if v is not None})
+    t0 = time.perf_counter()
+    hm, tg = c.combine([[o[:1] for o in out]])
+    t1 = time.perf_counter()
+    _, gs = c.parse(hm, tg, trace=True)
+    t2 = time.perf_counter()
+    return AEView(c, hm[0].numpy(), tg[0].numpy(), gs[0], {'maps': 1e3 * (t1 - t0), 'parse': 1e3 * (t2 - t1)})
+
+def check_ae_grouping(g: AEGrouping, kpts, vis, tol: float = 7., small: int = 3, with_refined: bool = False) -> GroupingCheck:
+    "`check_grouping` for a tag grouping: owners by type and distance (≤ `tol` input px), fragments, merges, splits; every labelled GT person is findable; joints refine filled count only `with_refined`."
+    K = g.scores.shape[1] if g.scores.ndim == 2 else np.asarray(vis).shape[-1]
+    have = (g.scores > 0) & (with_refined | ~g.refined)  # refine fills a missing joint from the best peak anywhere: often another person's
+    slots = np.where(have, 0, -1).reshape(len(g), K)
+    return check_grouping(SimpleNamespace(kpts=g.kpts.reshape(len(g), K, 2), slots=slots), kpts, vis, [(k, k) for k in range(K)], tol, small)
+
+
+# %% ../../nbs/57_vis.grouping.ipynb #7ec7c87f
+def draw_tag_map(ax: Axes, scene: Scene, v: AEView, k: int, *, dim: int = 0, alpha: float = .75, cmap: str = 'turbo', zorder: float = 1.5):
+    "Tag map `dim` of keypoint type `k` as a colour map over the image (opacity grows with the heatmap), scaled to the persons' tags; returns the image artist."
+    kt = k if v.tags.shape[0] > 1 else 0
+    t, h = v.tags[kt, dim], np.clip(v.heatmaps[k], 0, 1)
+    mt = v.grouping.tags[..., dim][v.grouping.scores > 0] if len(v.grouping) else t.ravel()
+    lo, hi = (float(mt.min()) - 1, float(mt.max()) + 1) if mt.size else (float(t.min()), float(t.max()) + 1e-6)
+    rgba = colormaps[cmap]((np.clip(t, lo, hi) - lo) / max(hi - lo, 1e-6))
+    rgba[..., 3] = alpha * (.1 + .9 * h)
+    w, hh = scene.size
+    return ax.imshow(rgba, extent=(-.5, w - .5, hh - .5, -.5), interpolation='bilinear', zorder=zorder), (lo, hi)
+
+def draw_ae_persons(ax: Axes, v: AEView, check: GroupingCheck | None = None, schema: KeypointSchema = COCO17, *, labels: bool = True,
+                    zorder: float = 3.) -> None:
+    "Each decoded person's skeleton (its grouped joints) in its own colour, joints refine filled as hollow squares; fragments dashed and boxed, mixed persons boxed in red."
+    g = v.grouping
+    for n in range(len(g)):
+        col, have = person_colour(n), g.scores[n] > 0
+        frag = bool(check.fragment[n]) if check is not None else have.sum() <= 3
+        mixed = check is not None and bool(check.mixed[n])
+        grouped = have & ~g.refined[n]
+        segs = [(g.kpts[n, i], g.kpts[n, j]) for i, j in schema.skeleton if grouped[i] and grouped[j]]  # refined joints: markers only
+        ax.add_collection(LineCollection(segs, colors=[col], linewidths=3., linestyles=(0, (2, 1)) if frag else 'solid', alpha=.75,
+                                         zorder=zorder, capstyle='round'), autolim=False)
+        ax.scatter(*g.kpts[n][have & ~g.refined[n]].T, s=10, color=col, edgecolors='k', linewidths=.3, zorder=zorder + .1)
+        ax.scatter(*g.kpts[n][have & g.refined[n]].T, s=18, marker='s', facecolors='none', edgecolors=col, linewidths=1., zorder=zorder + .1)
+        if not have.any(): continue
+        p = g.kpts[n][grouped if grouped.any() else have]
+        lo, hi = p.min(0) - 4, p.max(0) + 4
+        if frag or mixed:
+            ax.add_patch(Rectangle(lo, *(hi - lo), fill=False, ec='red' if mixed else col, lw=1.4, ls='-' if mixed else '--', zorder=zorder))
+        if labels:
+            ax.text(lo[0], lo[1] - 1, f'{n}' + (' frag' if frag else '') + (' mixed' if mixed else ''), color='white', fontsize=6, va='bottom',
+                    zorder=zorder + 3, bbox=dict(boxstyle='round,pad=.15', fc=col, ec='none', alpha=.85))
+
+def draw_tag_candidates(ax: Axes, v: AEView, k: int, *, zorder: float = 5.) -> dict:
+    "The candidates of keypoint type `k`, ringed in the colour of the person they joined (dashed: they started a person), labelled with their first tag."
+    st = v.step(k)
+    if st is None: return dict(candidates=0, joined=0, new=0)
+    s = v.codec.decode_stride
+    p = v.codec.to_input(st.xy.astype(np.float64), s)
+    for i in range(len(st.cand)):
+        col = person_colour(int(st.person[i]))
+        ax.add_patch(Circle(p[i], 3. * max(s, 2), fill=False, ec=col, lw=1.3, ls='-' if st.joined[i] >= 0 else '--', zorder=zorder))
+        ax.text(p[i, 0] + 3. * max(s, 2), p[i, 1], f'{st.tag[i, 0]:.2f}', color='white', fontsize=5, va='center', zorder=zorder + 1,
+                bbox=dict(boxstyle='round,pad=.1', fc=col, ec='none', alpha=.7))
+    return dict(candidates=len(st.cand), joined=int((st.joined >= 0).sum()), new=int((st.joined < 0).sum()))
+
+def draw_tags_per_person(ax: Axes, v: AEView, keypoint: int | None = None, schema: KeypointSchema = COCO17, *, dim: int = 0) -> None:
+    "Per person (a row), the tags of its joints (dots; refined joints hollow), its mean tag (a bar) and the band ± `tag_thr` a candidate must fall in to join."
+    g, thr = v.grouping, v.codec.tag_thr
+    for n in range(len(g)):
+        have = g.scores[n] > 0
+        t = g.tags[n, :, dim]
+        grouped = have & ~g.refined[n]
+        if not grouped.any(): continue
+        mu = t[grouped].mean()
+        col = person_colour(n)
+        ax.add_patch(Rectangle((mu - thr, n - .35), 2 * thr, .7, color=col, alpha=.18, lw=0))
+        ax.plot([mu, mu], [n - .4, n + .4], color=col, lw=2)
+        ax.scatter(t[grouped], np.full(grouped.sum(), n), s=12, color=col, edgecolors='k', linewidths=.3, zorder=3)
+        if keypoint is not None and grouped[keypoint]:
+            ax.scatter([t[keypoint]], [n], s=60, facecolors='none', edgecolors='k', linewidths=1.2, zorder=4)
+    ax.set_ylim(len(g) - .5 if len(g) else .5, -.5)
+    ax.set_yticks(range(len(g))); ax.tick_params(labelsize=6)
+    ax.set_xlabel(f'tag (dimension {dim}); band: mean ± tag_thr {thr:g}', fontsize=7); ax.set_ylabel('person', fontsize=7)
+
+def cost_table(v: AEView, k: int, schema: KeypointSchema = COCO17, max_cols: int = 12) -> str:
+    "The Hungarian step of keypoint type `k` as HTML: per candidate its value, and per person the tag distance d and the cost round(d)·100 − v; the pair taken in bold, red where d ≥ tag_thr (the candidate starts a person)."
+    st = v.step(k)
+    name = schema.keypoints[k] if k < len(schema.keypoints) else str(k)
+    if st is None: return f'<small>{html.escape(name)}: no candidate above the threshold</small>'
+    if st.persons == 0: return f'<small>{html.escape(name)}: the first type with candidates: each of its {len(st.cand)} candidates starts a person</small>'
+    P = min(st.persons, max_cols)
+    rows = []
+    for i in range(len(st.cand)):
+        j = st.joined[i]
+        cells = []
+        for p in range(P):
+            d, c = st.dist[i, p], st.cost[i, p]
+            txt = f'{d:.2f} / {c:.0f}'
+            if d >= v.codec.tag_thr: txt = f'<span style="color:#c00">{txt}</span>'
+            if j == p: txt = f'<b>{txt}</b>'
+            cells.append(txt)
+        rows.append([f'{i}', f'{st.value[i]:.2f}', *cells, f'person {st.person[i]}' if j >= 0 else f'<span style="color:#c00">new person {st.person[i]}</span>'])
+    head = ['cand', 'value'] + [f'P{st.columns[p]}' for p in range(P)] + ['→']
+    return html_table(rows, head, f'{name}: tag distance d / cost round(d)·100 − value to the persons so far (first {P} of {st.persons}); '
+                      f'bold: the Hungarian pair; red: d ≥ tag_thr {v.codec.tag_thr:g}')
+
+
+# %% ../../nbs/57_vis.grouping.ipynb #11760ad6
+_AE_KEY = ('<small>left: the image with each decoded person in its own colour (hollow squares: joints refine filled; dashed + box = fragment, '
+           'red box = mixed) and, for the chosen keypoint type, its tag map as colours (opacity ∝ heatmap) with the candidates ringed in '
+           'the colour of the person they joined · right: per person, the tags of its joints, their mean and the band ± tag_thr a '
+           'candidate must fall in · below: the Hungarian step of the chosen type (tag distance / cost)</small>')
+
+class AEGroupingInspector(FigureWidget):
+    "Image, ground-truth or predicted maps, adjust, threshold, top-k, tag threshold and a keypoint type: tags as a colour map and per person, the Hungarian costs, the persons, live."
+    def __init__(self, scenes, codec: AssociativeEmbeddingCodec | None = None, model=None, schema: KeypointSchema = COCO17,
+                 source: str = 'ground truth', keypoint: int = 0, simulate: dict | None = None, max_cache: int = 64):
+        self.dataset = scenes if isinstance(scenes, BottomUpDataset) else None
+        if self.dataset is not None: self._scenes, names = {}, [f'image {i}' for i in scenes.image_ids]
+        else:
+            scenes = list(scenes)
+            self._scenes, names = dict(enumerate(scenes)), [sc.name or f'scene {i}' for i, sc in enumerate(scenes)]
+        if not names: raise ValueError('AEGroupingInspector needs at least one scene')
+        codec = codec or getattr(model, 'codec', None) or getattr(self.dataset, 'codec', None) or associative_embedding(self.scene(0).size)
+        if not isinstance(codec, AssociativeEmbeddingCodec): raise TypeError(f'AEGroupingInspector decodes with an AssociativeEmbeddingCodec, got {type(codec).__name__}')
+        if source not in SOURCES: raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
+        self.codec, self.model, self.schema, self.simulate, self.max_cache = codec, model, schema, dict(simulate or {}), max_cache
+        s = dict(style={'description_width': 'initial'})
+        sl = dict(continuous_update=False, **s)
+        self.sample = W.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=0, description='image', **s)
+        self.source = W.ToggleButtons(options=list(SOURCES), value=source, description='maps', **s)
+        self.adjust = W.ToggleButtons(options=['official', 'unbiased'], value=codec.adjust if codec.adjust != 'none' else 'official', description='adjust', **s)
+        self.source.style.button_width, self.adjust.style.button_width = '100px', '72px'
+        self.thr = W.FloatSlider(codec.det_thr, min=.01, max=1., step=.01, description='threshold', **sl)
+        self.topk = W.IntSlider(codec.topk, min=1, max=max(64, codec.topk), description='top-k', **sl)
+        self.tag_thr = W.FloatSlider(codec.tag_thr, min=.05, max=5., step=.05, description='tag thr', **sl)
+        self.keypoint = W.Dropdown(options=[(f'{k}: {n}', k) for k, n in enumerate(schema.keypoints)], value=keypoint, description='keypoint', **s)
+        self.show_gt = W.Checkbox(False, description='GT skeletons', indent=False)
+        self.refine = W.Checkbox(codec.refine, description='refine', indent=False)
+        self._maps, self._views, self.n_decodes = {}, {}, 0
+        ctl = [self.sample, self.source, self.adjust, self.thr, self.topk, self.tag_thr, self.keypoint, self.show_gt, self.refine]
+        super().__init__(ctl, figsize=(8.8, 4.4), ncols=2, width_ratios=(1.6, 1))
+        self.cost = W.HTML()
+        self.children = [W.HBox(ctl[:3]), W.HBox(ctl[3:6]), W.HBox(ctl[6:]), self.image, W.HTML(_AE_KEY), self.table, self.cost]
+        self.redraw()
+
+    def scene(self, i: int) -> Scene:
+        "Scene `i` (from the dataset on first use, then kept)."
+        if i not in self._scenes: self._scenes[i] = scene_from_dataset(self.dataset, i)
+        return self._scenes[i]
+
+    def maps(self) -> list:
+        "The model output (list of resolutions) of the current image and source (cached)."
+        key = (self.sample.value, self.source.value)
+        if key not in self._maps:
+            sc = self.scene(self.sample.value)
+            if self.source.value == 'ground truth': self._maps[key] = ae_gt_maps(self.codec, sc)
+            elif self.model is not None: self._maps[key] = ae_model_maps(self.model, sc)
+            else: self._maps[key] = ae_simulated_maps(self.codec, sc, **{'seed': self.sample.value, **self.simulate})
+        return self._maps[key]
+
+    def knobs(self) -> dict:
+        "The decode knobs the controls set."
+        return dict(adjust=self.adjust.value, det_thr=round(float(self.thr.value), 6), topk=int(self.topk.value),
+                    tag_thr=round(float(self.tag_thr.value), 6), refine=bool(self.refine.value))
+
+    def view(self) -> AEView:
+        "The decode of the current image, source and knobs (cached)."
+        key = (self.sample.value, self.source.value, *self.knobs().values())
+        if key not in self._views:
+            if len(self._views) >= self.max_cache: self._views.pop(next(iter(self._views)))
+            self._views[key] = ae_decode_view(_ae_codec_for(self.codec, self.scene(self.sample.value)), self.maps(), **self.knobs()); self.n_decodes += 1
+        return self._views[key]
+
+    def _draw(self):
+        sc, v, k = self.scene(self.sample.value), self.view(), int(self.keypoint.value)
+        a0, a1 = self.axes
+        a0.imshow(sc.image, interpolation='nearest')
+        self.check = check_ae_grouping(v.grouping, sc.kpts, sc.vis, tol=max(7., 2. * v.codec.sigma * v.codec.strides[-1]))
+        draw_tag_map(a0, sc, v, k)
+        if self.show_gt.value and len(sc):
+            draw_pose(a0, sc.kpts, sc.vis, self.schema, radius=1.5, linewidth=.8, alpha=.5, colour='white', zorder=2.5)
+            miss = (sc.vis > 0) & ~self.check.found
+            a0.scatter(*sc.kpts[miss].reshape(-1, 2).T, s=110, facecolors='none', edgecolors='red', linewidths=1.6, zorder=6)
+        draw_ae_persons(a0, v, self.check, self.schema)
+        nc = draw_tag_candidates(a0, v, k)
+        w, h = sc.size
+        a0.set_xlim(-.5, w - .5); a0.set_ylim(h - .5, -.5); a0.set_axis_off()
+        a0.set_title(f'tags of {self.schema.keypoints[k]}', fontsize=7)
+        draw_tags_per_person(a1, v, k, self.schema)
+        n, c = self.check.counts, v.codec
+        src = ('ground-truth maps (heatmap targets, perfect tags)' if self.source.value == 'ground truth' else 'model prediction'
+               if self.model is not None else 'simulated prediction: GT targets at jittered keypoints, smooth heatmap and tag noise (no model given)')
+        self.table.value = html_table(
+            [[f'<b>{n["persons"]} / {n["gt"]}</b>', n['fragments'], n['mixed'], n['split'], n['missed'], f'{n["kpts"]} / {int((sc.vis > 0).sum())}',
+              sum(len(s.cand) for s in v.grouping.steps), int(v.grouping.refined.sum()), nc['new'], f'{v.ms["maps"]:.0f} + {v.ms["parse"]:.0f}']],
+            ['persons / GT', 'fragments', 'mixed', 'GT split', 'GT missed', 'GT keypoints found', 'candidates', 'refined', f'new persons at {self.schema.keypoints[k]}',
+             'decode ms (maps + parse)'],
+            f'{src}; adjust {c.adjust}, thr {c.det_thr:g}, top-k {c.topk}, tag thr {c.tag_thr:g}, refine {c.refine}; redraw {self.redraw_ms:.0f} ms (previous)')
+        self.cost.value = cost_table(v, k, self.schema)
+
