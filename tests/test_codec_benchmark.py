@@ -3,6 +3,7 @@ command: its tables are written, agree with metrics.json, and hold the values th
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from posebench.codecs.bench import decoder_suite, keypoint_ap, records_results, topdown_decode, topdown_encode
+from posebench.codecs.bench import ap_deltas, decoder_suite, delta_cell, keypoint_ap, records_results, topdown_decode, topdown_encode
 from posebench.codecs.zoo import DECODERS, published_codecs
 from posebench.data.readers import read_coco
+
+
+N_BOOT = 50
+DCOL = 'ΔAP vs msra + quarter [95% CI]'
+CELL = re.compile(r'^([+-]\d+\.\d) \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$')  # format_delta: AP points
+
+
+def interval(cell):
+    "delta, lo, hi of a `+1.2 [+0.3, +2.1]` cell, checked well-formed."
+    m = CELL.match(cell)
+    assert m, cell
+    d, lo, hi = map(float, m.groups())
+    assert lo <= d <= hi, cell
+    return d, lo, hi
 
 
 def posebench_cmd():
@@ -28,7 +43,7 @@ def read_csv(p):
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('cb')
     args = ['run', 'codec_benchmark', '-q', '-p', 'reps', '1', '-p', 'batch', '4x17x32x24', '-p', 'synthetic_images', '4',
-            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False', '-p', 'cost_reps', '1', '-p', 'threads', '2',
+            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False', '-p', 'cost_reps', '1', '-p', 'threads', '2', '-p', 'n_boot', str(N_BOOT),
             '-p', 'synthetic_root', str(tmp / 'synthetic'), '--out', str(tmp / 'runs')]
     r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -114,3 +129,41 @@ def test_roundtrip_matches_library(run):
     lab = sum(int((r.vis > 0).sum()) for r in recs)
     assert int(crop['labelled']) == lab and 0 <= int(crop['outside_crop']) < lab
     assert np.isfinite([float(r['err_px']) for r in rows]).all()
+
+
+def test_delta_intervals(run):
+    m = json.loads((run / 'metrics.json').read_text())
+    assert m['n_boot'] == N_BOOT and m['seed'] == 0
+    rows = read_csv(run / 'roundtrip.csv')
+    assert DCOL in rows[0] and DCOL in (run / 'roundtrip.md').read_text() and 'reference row msra + quarter' in (run / 'roundtrip.md').read_text()
+    for r in rows:
+        if (r['encoding'], r['decoder']) == ('msra', 'quarter'): assert r[DCOL] == 'reference', r
+        else:
+            d, _, _ = interval(r[DCOL])
+            ref = next(b for b in rows if (b['data'], b['input'], b['sigma'], b['encoding'], b['decoder']) == (r['data'], r['input'], r['sigma'], 'msra', 'quarter'))
+            assert d == pytest.approx(100 * (float(r['AP']) - float(ref['AP'])), abs=0.051), r  # the delta is the AP difference
+    assert sum(r[DCOL] == 'reference' for r in rows) == 1  # one data set, one size
+    for r in m['roundtrip']:  # the numbers behind the cells
+        if r['dAP'] is not None: assert r['dAP_lo'] <= r['dAP'] <= r['dAP_hi'] and r[DCOL] == delta_cell(dict(delta=r['dAP'], lo=r['dAP_lo'], hi=r['dAP_hi']))
+    grid = read_csv(run / 'ap_grid_synthetic-val_128x96_s1.csv')
+    by = {(r['encoding'], r['decoder']): r[DCOL] for r in rows}
+    assert [g[f'dark: {DCOL}'] for g in grid] == [by[g['encoding'], 'dark'] for g in grid]
+    for g in grid: interval(g[f'dark: {DCOL}'])
+    (claim,) = read_csv(run / 'dark_claim.csv')
+    assert claim[DCOL] == by['dark', 'dark'] and interval(claim[DCOL])[0] == pytest.approx(100 * float(claim['gain']), abs=0.051)
+    d, lo, hi = interval(claim['ΔAP vs best msra [95% CI]'])
+    assert d == pytest.approx(100 * (float(claim['dark_dark_AP']) - float(claim['best_msra_AP'])), abs=0.051)
+    assert claim['best_msra_decoder'] in {r['decoder'] for r in rows} and claim['recovery_resolved'] == str(m['dark_claim'][0]['vs_best_lo'] > 0)
+
+
+def test_delta_matches_library(run):
+    sa = read_coco(run.parent.parent / 'synthetic' / 'annotations' / 'person_keypoints_val.json')
+    keep = sorted(sa.images)[:4]
+    recs = [r for r in sa.records if r.image_id in keep]
+    codecs = published_codecs((96, 128), 1.)
+    res = {(en, 'dark' if en == 'dark' else 'quarter'): records_results(recs, *topdown_decode(topdown_encode(recs, codecs[en]),
+                                                                                             decoder_suite(codecs[en])['dark' if en == 'dark' else 'quarter']))
+           for en in ('msra', 'dark')}
+    want = ap_deltas(sa, res, ('msra', 'quarter'), n=N_BOOT, seed=0, img_ids=keep)['dark', 'dark']
+    got = next(r for r in json.loads((run / 'metrics.json').read_text())['roundtrip'] if (r['encoding'], r['decoder']) == ('dark', 'dark'))
+    assert (got['dAP'], got['dAP_lo'], got['dAP_hi']) == pytest.approx((want['delta'], want['lo'], want['hi']), abs=1e-12)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,16 @@ from .integral import IntegralHeatmap
 from .refine import gaussian_maps
 from .zoo import DECODERS, decoder_variants
 from ..core import timeit
+from ..data.readers import PoseAnnotations
+from ..eval.bootstrap import format_delta, paired_bootstrap
 from ..eval.coco import COCO_STATS, KeypointResults, render_table, run_cocoeval
 from ..geometry import apply_affine, box_crop
 
 # %% auto #0
 __all__ = ['THREAD_MODES', 'LOADS', 'INTEGRAL_NORMS', 'noisy_gaussians', 'bench_decoders', 'interleaved_timeit', 'absent_maps',
            'content_bench', 'decode_threads', 'cpu_load', 'load_bench', 'decoder_suite', 'TopDown', 'topdown_encode',
-           'topdown_decode', 'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table']
+           'topdown_decode', 'topdown_roundtrip', 'records_results', 'keypoint_ap', 'coco_union', 'save_table',
+           'annotations_union', 'ap_deltas', 'delta_cell']
 
 # %% ../../nbs/46_codecs.bench.ipynb #4e899f3b
 def noisy_gaussians(shape=(64, 17, 64, 48), sigma: float = 2., noise: float = 0.01, seed: int = 0, device='cpu'):
@@ -247,3 +250,22 @@ def save_table(rows: list, out, name: str, cols=None, title: str | None = None, 
     md = (f'**{title}**\n\n' if title else '') + render_table(cols, [[r.get(c, '') for c in cols] for r in rows], digits=digits)
     (out / f'{name}.md').write_text(md + '\n')
     return md
+
+# %% ../../nbs/46_codecs.bench.ipynb #4781a042
+def annotations_union(*anns: PoseAnnotations) -> PoseAnnotations:
+    "One `PoseAnnotations` with the persons and images of several files (one schema, ids must not collide); `coco` is their `coco_union`."
+    if not anns: raise ValueError('annotations_union needs at least one PoseAnnotations')
+    if any(a.schema != anns[0].schema for a in anns): raise ValueError('annotations_union: the files have different keypoint schemas')
+    return replace(anns[0], records=[r for a in anns for r in a.records], images={i: im for a in anns for i, im in a.images.items()},
+                   coco=coco_union(*[a.coco for a in anns]))
+
+def ap_deltas(gt: PoseAnnotations, results: dict, reference, *, n: int = 1000, seed: int = 0, img_ids=None, level: float = .95) -> dict:
+    "Key → `paired_bootstrap` of `results[key]` against `results[reference]` (AP, resampling the images of `gt` or `img_ids`); `None` for the reference."
+    if reference not in results: raise ValueError(f'reference {reference!r} is not one of the results: {list(results)}')
+    ref = results[reference]
+    return {k: None if k == reference else paired_bootstrap(gt, r, ref, n=n, seed=seed, img_ids=img_ids, level=level)
+            for k, r in results.items()}
+
+def delta_cell(r: dict | None) -> str:
+    "Table cell of an `ap_deltas` value: `'reference'` for `None`, else `format_delta` (AP points, `+1.2 [+0.3, +2.1]`)."
+    return 'reference' if r is None else format_delta(r)
