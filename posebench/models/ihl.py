@@ -17,8 +17,8 @@ from .resnet import ResNet, deconv_head
 from .resnet import ARCHS as RESNET_ARCHS
 
 # %% auto #0
-__all__ = ['RealNVP', 'IHLHead', 'IHLPoseNet', 'ihl_hrnet_w32', 'ihl_hrnet_w8_small', 'ihl_pose_resnet101', 'ihl_pose_resnet50',
-           'ihl_pose_resnet_small']
+__all__ = ['FLOW_INITS', 'RealNVP', 'IHLHead', 'IHLPoseNet', 'ihl_hrnet_w32', 'ihl_hrnet_w8_small', 'ihl_pose_resnet101',
+           'ihl_pose_resnet50', 'ihl_pose_resnet_small']
 
 # %% ../../nbs/24c_models.ihl.ipynb #3ce03800
 def _mlp(hidden: int, tanh: bool) -> nn.Sequential:
@@ -26,11 +26,16 @@ def _mlp(hidden: int, tanh: bool) -> nn.Sequential:
     layers = [nn.Linear(2, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden), nn.LeakyReLU(), nn.Linear(hidden, 2)]
     return nn.Sequential(*layers, *([nn.Tanh()] if tanh else []))
 
+FLOW_INITS = ('rle', 'ihl')
+
 class RealNVP(nn.Module):
     "RLE's 2-D RealNVP flow: `log_prob(x (N, 2)) → (N,)`; six affine couplings of alternating masks, prior N(0, I₂)."
-    def __init__(self, hidden: int = 64, n_layers: int = 6):
+    def __init__(self, hidden: int = 64, n_layers: int = 6, init: str = 'rle'):
+        "`init`: 'rle' (RLE's and MMPose's `RealNVP`) or 'ihl' (what the IHL release's head init leaves in its loss's flow)."
         super().__init__()
         if n_layers < 1 or hidden < 1: raise ValueError(f'RealNVP needs n_layers >= 1 and hidden >= 1, got {n_layers}, {hidden}')
+        if init not in FLOW_INITS: raise ValueError(f'RealNVP init must be one of {FLOW_INITS}, got {init!r}')
+        self.init = init
         self.register_buffer('loc', torch.zeros(2))
         self.register_buffer('cov', torch.eye(2))
         self.register_buffer('mask', torch.tensor([[0., 1.], [1., 0.]] * math.ceil(n_layers / 2))[:n_layers].clone())
@@ -39,9 +44,11 @@ class RealNVP(nn.Module):
         self.init_weights()
 
     def init_weights(self):
-        "Every Linear weight `xavier_uniform_(gain=0.01)`; biases keep PyTorch's default uniform init."
+        "'rle': every Linear weight `xavier_uniform_(gain=0.01)`, biases PyTorch's default; 'ihl': weights N(0, 0.01), biases 0."
         for m in self.modules():
-            if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight, gain=0.01)
+            if not isinstance(m, nn.Linear): continue
+            if self.init == 'ihl': nn.init.normal_(m.weight, std=0.01); nn.init.zeros_(m.bias)
+            else: nn.init.xavier_uniform_(m.weight, gain=0.01)
 
     def to_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Data `(N, 2)` → latent `(N, 2)` and `log|det ∂z/∂x|` `(N,)` (layers in reverse order)."
@@ -115,11 +122,10 @@ class IHLHead(nn.Module):
         W, H = heatmap_size
         self.linspace_x = nn.Parameter(torch.arange(W, dtype=torch.float32).view(1, 1, 1, W) / W, requires_grad=False)
         self.linspace_y = nn.Parameter(torch.arange(H, dtype=torch.float32).view(1, 1, H, 1) / H, requires_grad=False)
-        self.loss_module = _LossWrapper(flow if flow is not None else RealNVP())
+        self.loss_module = _LossWrapper(flow if flow is not None else RealNVP(init='ihl'))
         if deconv_channels: self.simplebaseline_head = _SimpleBaselineHead(cin, n_kpts, deconv_channels)
         else:
-            self.final_layer = nn.Conv2d(cin, n_kpts, 1)
-            init_weights(self.final_layer)
+            self.final_layer = nn.Conv2d(cin, n_kpts, 1)  # PyTorch's default init: the release's init_cfg only reaches Linears
         self.fc = nn.Linear(n_kpts if deconv_channels else cin, 2 * n_kpts).requires_grad_(False)  # never called (the release's)
         nn.init.normal_(self.fc.weight, std=0.01); nn.init.zeros_(self.fc.bias)
 

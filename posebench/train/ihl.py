@@ -87,18 +87,18 @@ class IHLLoss(nn.Module):
     "IHL's loss (Du et al. 2023): residual NLL of the DSDT moments under a RealNVP flow + Sinkhorn on marginal profiles until an epoch."
     def __init__(self, codec: IHLCodec, flow: nn.Module | None = None, sinkhorn: bool = True, sinkhorn_weight: float = 1.,
                  sinkhorn_until: int = -1, batches_per_epoch: int | None = None, guard: bool = True, var_floor: float = 1e-12,
-                 blur: float = 0.05, scaling: float = 0.5, stacks: str = 'sum'):
-        "`flow`: a RealNVP (default: a new one; pass `model.flow` for the release's layout); `guard=False`: the release's arithmetic."
+                 blur: float = 0.05, scaling: float = 0.5, stacks: str = 'sum', var_grad: bool = True):
+        "`flow`: a RealNVP (default: a new one, the release's init; `model.flow` for its layout); `guard=False`: the release's arithmetic; `var_grad=False`: σ without gradient (not the release)."
         super().__init__()
         if not isinstance(codec, IHLCodec): raise TypeError(f'IHLLoss needs an IHLCodec, got {type(codec).__name__}')
         if stacks not in STACKS: raise ValueError(f'stacks must be one of {STACKS}, got {stacks!r}')
         if sinkhorn and sinkhorn_until > 0 and not batches_per_epoch:
             raise ValueError('sinkhorn_until needs batches_per_epoch (the training loader\'s len) to know the epoch')
         if sinkhorn_weight < 0 or var_floor < 0: raise ValueError('sinkhorn_weight and var_floor must be >= 0')
-        self.codec, self.flow = codec, flow if flow is not None else RealNVP()
+        self.codec, self.flow = codec, flow if flow is not None else RealNVP(init='ihl')
         self.sinkhorn, self.sinkhorn_weight, self.sinkhorn_until = bool(sinkhorn), float(sinkhorn_weight), int(sinkhorn_until)
         self.batches_per_epoch, self.guard, self.var_floor = batches_per_epoch, bool(guard), float(var_floor)
-        self.blur, self.scaling, self.stacks = float(blur), float(scaling), stacks
+        self.blur, self.scaling, self.stacks, self.var_grad = float(blur), float(scaling), stacks, bool(var_grad)
         self.register_buffer('calls', torch.zeros((), dtype=torch.int64))  # training forward calls so far
 
     @property
@@ -122,6 +122,7 @@ class IHLLoss(nn.Module):
         with no_autocast(logits.device):
             h = sihn_norm(as_f32(logits), self.codec.beta, self.codec.eps if self.guard else 0.)
             mu, var = dsdt_moments(h)
+            if not self.var_grad: var = var.detach()  # the NLL then trains μ and the flow only
             y = self.codec.normalised(self.codec.to_heatmap(as_f32(kpts).to(mu)))
             out = dict(nll=ihl_nll(mu, var, y, w.to(mu), self.flow, self.var_floor if self.guard else 0.))
             if self.use_sinkhorn():
@@ -137,4 +138,4 @@ class IHLLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'sinkhorn={self.sinkhorn}, sinkhorn_until={self.sinkhorn_until}, batches_per_epoch={self.batches_per_epoch}, '
-                f'guard={self.guard}, var_floor={self.var_floor:g}, stacks={self.stacks!r}')
+                f'guard={self.guard}, var_floor={self.var_floor:g}, var_grad={self.var_grad}, stacks={self.stacks!r}')
