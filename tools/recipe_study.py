@@ -35,17 +35,14 @@ CONFIGS: dict[str, dict] = {
     'sigma2': dict(_FAST, sigma=2.),  # wider targets at 32x24
     'adamw_cos': dict(_FAST, **_ADAMW),
     'adamw_cos_s2': dict(_FAST, **_ADAMW, sigma=2.),
-    's2hm': dict(_FAST, **_ADAMW, stride=2, sigma=2., model_kw=dict(deconv_channels=(64, 64, 64, 64))),  # 64x48 heatmaps
     'wide': dict(_FAST, **_ADAMW, arch='pose_resnet_small_w24', aug=_MIN),  # resnet_small 1.5x as wide
-    'deep': dict(_FAST, **_ADAMW, arch=dict(layers=(2, 2, 2, 2), widths=(16, 32, 64, 128), stem=16, head=(64, 64, 64))),
-    's2hm32': dict(_FAST, **_ADAMW, stride=2, sigma=2., model_kw=dict(deconv_channels=(64, 64, 64, 32)), aug=_LIGHT),
     'hrnet_w8': dict(_FAST, **_ADAMW, arch='hrnet_w8_small', aug=_MIN),
     'lightaug': dict(_FAST, **_ADAMW, aug=_LIGHT),
     'minaug': dict(_FAST, **_ADAMW, aug=_MIN),
+    's2hm_min': dict(_FAST, **_ADAMW, stride=2, sigma=2., model_kw=dict(deconv_channels=(64, 64, 64, 32)), aug=_MIN),
     'flipaug': dict(_FAST, **_ADAMW, aug=dict(rot_prob=0., half_body_prob=0., scale_factor=0.)),  # flip only
-    'adamw_cos_lr4': dict(_FAST, **{**_ADAMW, 'lr': 4e-3}),
-    'adamw_cos_bs16': dict(_FAST, **{**_ADAMW, 'warmup_steps': 400}, batch_size=16),
-    'n4000': dict(_FAST, **_ADAMW, n_train=4000),
+    'wide_flip': dict(_FAST, **_ADAMW, arch='pose_resnet_small_w24', aug=dict(rot_prob=0., half_body_prob=0., scale_factor=0.)),
+    'n4000': dict(_FAST, **_ADAMW, n_train=4000, aug=_MIN, arch='pose_resnet_small_w24'),  # not run: see the docs page
 }
 
 
