@@ -75,3 +75,13 @@ def test_runs_on_coco_mini(shared, tmp_path):
     val = read_coco(ann / 'person_keypoints_val2017.json')
     assert m['persons_val'] == len(val) and set(m['decoders']) == {'argmax', 'quarter', 'dark', 'integral'}
     assert all(0 <= v['AP'] <= 1 for v in m['decoders'].values()) and 0 <= m['baseline']['AP'] <= 1
+
+
+def test_heatmap_stride_must_match_the_model(tmp_path):
+    "A codec stride that is not the model's output stride stops the run before training, saying which parameter to set."
+    env = {**os.environ, 'POSEBENCH_DATA': str(tmp_path / 'data'), 'MPLBACKEND': 'Agg'}
+    args = ['run', 'train', '-q', '-p', 'workers', '0', '-p', 'n_synthetic', '8', '-p', 'epochs', '1', '-p', 'heatmap_stride', '2',
+            '--out', str(tmp_path / 'runs')]
+    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode != 0
+    assert 'outputs 24x32 heatmaps at 96x128 but the codec expects 48x64: set heatmap_stride' in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]

@@ -27,6 +27,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     **{f'pose_resnet{d}': ModelEntry(getattr(resnet, f'pose_resnet{d}'), 'topdown', (192, 256), 'SimpleBaseline') for d in (18, 34, 50, 101, 152)},
     'pose_resnet_small': ModelEntry(resnet.pose_resnet_small, 'topdown', (96, 128), 'SimpleBaseline, shallow ResNet, CPU'),
+    'pose_resnet_small_w24': ModelEntry(resnet.pose_resnet_small_w24, 'topdown', (96, 128), 'SimpleBaseline, shallow ResNet 1.5x as wide, CPU (the main job)'),
     'hrnet_w32': ModelEntry(hrnet.hrnet_w32, 'topdown', (192, 256), 'HRNet-W32'),
     'hrnet_w48': ModelEntry(hrnet.hrnet_w48, 'topdown', (192, 256), 'HRNet-W48'),
     'hrnet_w16_small': ModelEntry(hrnet.hrnet_w16_small, 'topdown', (96, 128), 'narrow HRNet, CPU'),

@@ -33,10 +33,10 @@ from ..core import patch, resolve_device
 from .losses import Frozen, frozen_keys
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AMPS', 'DEVICES', 'CKPT_VERSION', 'TrainConfig', 'lr_factor', 'param_groups',
-           'make_optimizer', 'seed_everything', 'rng_state', 'set_rng_state', 'set_epoch', 'skip_batches',
-           'dist_loader', 'save_atomic', 'load_train_state', 'DistEnv', 'init_distributed', 'Interrupted', 'to_device',
-           'to_float', 'Trainer', 'fit', 'fit_done', 'read_log', 'plot_log']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'AMPS', 'DEVICES', 'CKPT_VERSION', 'TrainConfig', 'cpu_native_bf16', 'auto_precision',
+           'lr_factor', 'param_groups', 'make_optimizer', 'seed_everything', 'rng_state', 'set_rng_state', 'set_epoch',
+           'skip_batches', 'dist_loader', 'save_atomic', 'load_train_state', 'DistEnv', 'init_distributed',
+           'Interrupted', 'to_device', 'to_float', 'Trainer', 'fit', 'fit_done', 'read_log', 'plot_log']
 
 # %% ../../nbs/31_train.loop.ipynb #539c8a43
 OPTIMIZERS, SCHEDULES, AMPS, DEVICES = ('adam', 'adamw'), ('multistep', 'cosine'), (None, 'bf16', 'fp16'), ('auto', 'cpu', 'cuda')
@@ -79,6 +79,20 @@ class TrainConfig:
         if self.weight_decay < 0 or self.warmup_steps < 0 or self.min_lr < 0: raise ValueError('TrainConfig.weight_decay, warmup_steps and min_lr must be >= 0')
         if list(self.milestones) != sorted(self.milestones): raise ValueError(f'TrainConfig.milestones must be increasing, got {self.milestones}')
         if self.grad_clip is not None and not self.grad_clip > 0: raise ValueError(f'TrainConfig.grad_clip must be > 0 or None, got {self.grad_clip}')
+
+# %% ../../nbs/31_train.loop.ipynb #f6a1fa26
+def cpu_native_bf16() -> bool:
+    "Whether this CPU computes in bfloat16 natively (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo; False where that file is absent)."
+    try: flags = set(Path('/proc/cpuinfo').read_text().split())
+    except OSError: return False
+    return bool(flags & {'amx_bf16', 'avx512_bf16'})
+
+def auto_precision(amp: str | None, channels_last: bool | None, device) -> tuple[str | None, bool]:
+    "`(amp, channels_last)` for `TrainConfig` on `device`: amp 'auto' → 'bf16' on a CPU with native bf16, else None; channels_last None → on for bf16 on a CPU."
+    if amp not in (*AMPS, 'auto'): raise ValueError(f"amp must be one of {(*AMPS, 'auto')}, got {amp!r}")
+    cpu = torch.device(device).type == 'cpu'
+    if amp == 'auto': amp = 'bf16' if cpu and cpu_native_bf16() else None
+    return amp, bool(cpu and amp == 'bf16') if channels_last is None else bool(channels_last)
 
 # %% ../../nbs/31_train.loop.ipynb #93691adb
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
