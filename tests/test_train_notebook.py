@@ -49,6 +49,7 @@ def test_run_folder(synthetic_run):
     assert all(r['data_time'] > 0 and r['step_time'] > 0 for r in log)
     table = (d / 'decoders.md').read_text()
     for name in ('mean pose in the box', 'argmax', 'quarter', 'dark', 'integral'): assert f'| {name}' in table
+    assert 'ΔAP vs quarter [95% CI] |' in table and table.count('| reference |') == 1
 
 
 def test_reported_numbers_recomputed_from_bundle(synthetic_run, monkeypatch):
@@ -56,6 +57,10 @@ def test_reported_numbers_recomputed_from_bundle(synthetic_run, monkeypatch):
     d = synthetic_run
     m = json.loads((d / 'metrics.json').read_text())
     assert set(m['decoders']) == {'argmax', 'quarter', 'dark', 'integral'} and m['boxes'] == 'ground-truth'
+    assert m['reference_decoder'] == 'quarter' and set(m['bootstrap']) == {'baseline', 'argmax', 'dark', 'integral'}
+    for name in ('argmax', 'dark', 'integral'):  # each interval pairs the decoder with the reference on the same images
+        r = m['bootstrap'][name]
+        assert r['lo'] <= r['delta'] <= r['hi'] and r['delta'] == pytest.approx(m['decoders'][name]['AP'] - m['decoders']['quarter']['AP'], abs=1e-6)
     model, codec, schema = (b := load_model(d / 'model.pt')).model, b.codec, b.schema
     assert codec.input_size == (96, 128) and schema.n_kpts == 17
     root = d.parent.parent / 'data'
