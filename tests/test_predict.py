@@ -138,12 +138,15 @@ def test_cli_export_and_predict_onnx(which, synth, topdown_bundle, offsets_bundl
     assert m[2] == which and m[3] == ('output' if which == 'topdown' else 'heatmaps, offsets') and float(m[4]) < 1e-4
     want, got = predict(bundle, files, device='cpu'), predict(onx, files, device='cpu')
     assert len(got) == len(want) > 0 and (got.image_index == want.image_index).all()
-    # top-down: within 1e-3 px. Bottom-up, on this untrained network (about 110 spurious persons an image): the guiding-offset
-    # decoder's log-ratio refinement of flat, near-zero heatmaps amplifies float32 rounding (outputs within 1e-7) to a few
-    # 1e-3 px (measured: 3.6e-3 with the flip test, the default; without it a candidate at the threshold can even flip); a
-    # trained network's peaks are well conditioned.
-    tol = 1e-3 if which == 'topdown' else 1e-2
-    assert np.abs(got.kpts - want.kpts).max() < tol and np.abs(got.kpt_scores - want.kpt_scores).max() < 1e-4
+    err = np.abs(got.kpts - want.kpts).max(-1)[want.kpt_scores > 0]  # px, found keypoints
+    assert np.abs(got.kpt_scores - want.kpt_scores).max() < 1e-4
+    if which == 'topdown': assert err.max() < 1e-3
+    else:  # this untrained network's heatmaps are nearly flat (its bias raised to find candidates): the guiding-offset decoder's
+        # sub-pixel refinement is ill-conditioned there and turns float32 rounding of the outputs (within 1e-7) into up to 2e-2 px
+        # on a few keypoints, by an amount that depends on torch's thread count (measured: 96% of 864 keypoints within 1e-3 px,
+        # 99th percentile 6e-3, max 1.8e-2 px with 2 threads). A trained bundle (the train_bottomup default) gave at most 6e-4 px
+        # on 7 of 8 evaluation images and 2.6e-3 px on one.
+        assert (err > 1e-3).mean() < .1 and err.max() < .05, np.quantile(err, [.5, .9, .99, 1])
     out, drawn = tmp_path / 'onnx.json', tmp_path / 'drawn'
     assert main(['predict', str(onx), *files, '--out', str(out), '--device', 'cpu', '--draw', str(drawn), '-q']) == 0
     lines = capsys.readouterr().out.strip().splitlines()
