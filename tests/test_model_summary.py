@@ -39,7 +39,7 @@ def test_table_matches_library(run):
 
 def test_onnx_latency_column(tmp_path):
     "On the CPU with reps > 0 the model is also exported and timed in onnxruntime, printed next to torch."
-    r = subprocess.run([*posebench_cmd(), 'run', 'model_summary', '-p', 'models', 'hrnet_w8_small', '-p', 'reps', '1', '-p', 'warmup', '0',
+    r = subprocess.run([*posebench_cmd(), 'run', 'model_summary', '-p', 'models', 'hrnet_w8_small', '-p', 'reps', '1', '-p', 'warmup', '0', '-p', 'onnx', 'auto',
                         '-p', 'device', 'cpu', '--out', str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (d,) = [p for p in tmp_path.iterdir() if p.is_dir()]
