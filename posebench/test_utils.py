@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['shared_data']
+__all__ = ['shared_data', 'posebench_cli', 'run_notebook']
 
 # %% ../nbs/97_test_utils.ipynb #1044df38
 from .core import project_root
@@ -26,3 +28,19 @@ def shared_data(sub: str = '', required: bool | None = None) -> Path | None:
     if required: raise FileNotFoundError(msg + '; POSEBENCH_REQUIRE_SHARED=1 says it must be there')
     print(f'SKIPPED: {msg}')
     return None
+
+# %% ../nbs/97_test_utils.ipynb #4badc178
+def posebench_cli() -> list[str]:
+    "The command line of the installed `posebench` script beside this Python (or `python -m posebench.runner` where it is absent)."
+    exe = Path(sys.executable).parent / 'posebench'
+    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
+
+def run_notebook(name: str, tmp: Path, params: dict | None = None, own_data: bool = True, timeout: float = 300) -> Path:
+    "`posebench run name -q -p k v ...` into `tmp/runs` (cwd `tmp`; `own_data`: generated data under `tmp/data`); the run folder."
+    tmp = Path(tmp)
+    env = {**os.environ, 'MPLBACKEND': 'Agg', **({'POSEBENCH_DATA': str(tmp / 'data')} if own_data else {})}
+    args = ['run', name, '-q', *[a for k, v in (params or {}).items() for a in ('-p', k, str(v))], '--out', str(tmp / 'runs')]
+    r = subprocess.run([*posebench_cli(), *args], cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0: raise AssertionError(f'posebench run {name} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}')
+    (d,) = [q for q in (tmp / 'runs').iterdir() if q.is_dir()]
+    return d

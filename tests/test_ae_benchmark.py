@@ -3,20 +3,12 @@
 posebench's decoder gives back every person of those images."""
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from posebench.test_utils import shared_data
+from posebench.test_utils import run_notebook, shared_data
 
 N_IMAGES = 3
-
-
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
 
 
 def read_csv(p):
@@ -26,13 +18,8 @@ def read_csv(p):
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     if shared_data('coco-mini') is None: pytest.skip('../shared/data/coco-mini is absent: the benchmark decodes its val images')
-    tmp = tmp_path_factory.mktemp('ae')
-    args = ['run', 'ae_benchmark', '-q', '-p', 'n_images', str(N_IMAGES), '-p', 'rows', 'input_res,native_flip', '-p', 'reps', '1',
-            '-p', 'time_images', '2', '-p', 'n_boot', '20', '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+    return run_notebook('ae_benchmark', tmp_path_factory.mktemp('ae'),
+                        dict(n_images=N_IMAGES, rows='input_res,native_flip', reps=1, time_images=2, n_boot=20))
 
 
 def test_tables_written(run):

@@ -4,9 +4,6 @@ import csv
 import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ import pytest
 from posebench.codecs.bench import ap_deltas, decoder_suite, delta_cell, keypoint_ap, records_results, topdown_decode, topdown_encode
 from posebench.codecs.zoo import DECODERS, published_codecs
 from posebench.data.readers import read_coco
-
+from posebench.test_utils import run_notebook
 
 N_BOOT = 50
 DCOL = 'ΔAP vs msra + quarter [95% CI]'
@@ -30,11 +27,6 @@ def interval(cell):
     return d, lo, hi
 
 
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
-
-
 def read_csv(p):
     with open(p) as f: return list(csv.DictReader(f))
 
@@ -42,13 +34,8 @@ def read_csv(p):
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('cb')
-    args = ['run', 'codec_benchmark', '-q', '-p', 'reps', '1', '-p', 'batch', '4x17x32x24', '-p', 'synthetic_images', '4',
-            '-p', 'sizes', '96x128:1', '-p', 'coco_mini', 'False', '-p', 'cost_reps', '1', '-p', 'threads', '2', '-p', 'n_boot', str(N_BOOT),
-            '-p', 'synthetic_root', str(tmp / 'synthetic'), '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+    return run_notebook('codec_benchmark', tmp, dict(reps=1, batch='4x17x32x24', synthetic_images=4, sizes='96x128:1', coco_mini=False,
+                                                   cost_reps=1, threads=2, n_boot=N_BOOT, synthetic_root=tmp / 'synthetic'))
 
 
 def test_tables_written(run):

@@ -2,10 +2,6 @@
 it trains a teacher and three students, writes its table, heatmap figure, metrics and bundles, and the numbers it
 reports are those the library computes again from the saved bundles."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,27 +12,17 @@ from posebench.eval.bootstrap import paired_bootstrap
 from posebench.eval.coco import coco_eval
 from posebench.eval.topdown import predict_dataset
 from posebench.models.bundle import load_model
+from posebench.test_utils import run_notebook
 from posebench.train.loop import read_log
 
 ROWS = ('teacher', 'student', 'student + FPD', 'student + FPD + unlabelled')
 
 
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
-
-
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('distill')
-    env = {**os.environ, 'POSEBENCH_DATA': str(tmp / 'data'), 'MPLBACKEND': 'Agg'}
-    args = ['run', 'distill', '-q', '-p', 'workers', '0', '-p', 'n_synthetic', '24', '-p', 'n_unlabelled', '12', '-p', 'teacher_epochs', '1',
-            '-p', 'epochs', '1', '-p', 'batch_size', '16', '-p', 'n_boot', '40', '-p', 'latency_reps', '1', '-p', 'flip_test', 'False',
-            '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+    return run_notebook('distill', tmp_path_factory.mktemp('distill'),
+                        dict(workers=0, n_synthetic=24, n_unlabelled=12, teacher_epochs=1, epochs=1, batch_size=16, n_boot=40, latency_reps=1,
+                             flip_test=False))
 
 
 def test_run_folder_and_table(run):

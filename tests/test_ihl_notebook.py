@@ -2,31 +2,17 @@
 command: every row trains, the AP table, the low-resolution table, the curves and metrics.json are written, and the AP
 and bootstrap numbers it reports are those pycocotools and `eval.bootstrap.paired_bootstrap` give."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from posebench.test_utils import run_notebook
 from posebench.train.loop import read_log
-
-
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('ihl')
-    env = {**os.environ, 'POSEBENCH_DATA': str(tmp / 'data'), 'MPLBACKEND': 'Agg'}
-    args = ['run', 'integral_compare', '-q', '-p', 'n_synthetic', '24', '-p', 'epochs', '1', '-p', 'batch_size', '16',
-            '-p', 'n_boot', '20', '-p', 'workers', '0', '-p', 'val_every', '1', '-p', 'low_res_rows', 'dark,ihl', '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+    return run_notebook('integral_compare', tmp_path_factory.mktemp('ihl'),
+                        dict(n_synthetic=24, epochs=1, batch_size=16, n_boot=20, workers=0, val_every=1, low_res_rows='dark,ihl'))
 
 
 def test_run_folder(run):
@@ -42,7 +28,11 @@ def test_run_folder(run):
         r = m['rows'][name]
         assert r['dAP_lo'] <= r['dAP'] + 1e-12 and r['dAP'] <= r['dAP_hi'] + 1e-12 and 0 <= r['AP'] <= 1
     assert set(m['low_res']) == {'heatmap + DARK', 'IHL'}
-    assert all(v['err4'] > 0 and v['err8'] > 0 for v in m['low_res'].values())
+    for v in m['low_res'].values():
+        assert v['err4'] > 0 and v['err8'] > 0 and 0 < v['med4'] and 0 < v['med8']
+        assert v['dAP_lo'] <= v['dAP'] + 1e-12 and v['dAP'] <= v['dAP_hi'] + 1e-12
+        assert v['dAP'] == pytest.approx(v['AP8'] - v['AP4'], abs=1e-9)  # the paired difference of the two trainings' APs
+    assert 'ΔAP stride 8 − 4 [95% CI]' in (run / 'low_res.md').read_text()
     for sub in ('heatmap_plus_DARK_s4', 'IHL_s4', 'IHL_no_Sinkhorn_s4', 'soft-argmax_s4', 'IHL_s8'):
         log = read_log(run / sub)
         assert [r['epoch'] for r in log] == [0] and 0 <= log[0]['val_AP'] <= 1, sub

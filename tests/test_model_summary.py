@@ -9,7 +9,7 @@ import pytest
 
 from posebench.models import hrnet, resnet
 from posebench.models.summary import count_macs, count_params
-from test_codec_benchmark import posebench_cmd
+from posebench.test_utils import posebench_cli as posebench_cmd
 
 
 @pytest.fixture(scope='module')

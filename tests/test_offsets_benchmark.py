@@ -3,21 +3,13 @@
 the fast decoder keeps the AP it has on those images."""
 import csv
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from posebench.test_utils import shared_data
+from posebench.test_utils import run_notebook, shared_data
 
 N_IMAGES = 3
 FAST_AP = 0.9307  # posebench's fast decode on the ground-truth maps of the first 3 images (measured: 0.93069; deterministic)
-
-
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
 
 
 def read_csv(p):
@@ -27,13 +19,8 @@ def read_csv(p):
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
     if shared_data('coco-mini') is None: pytest.skip('../shared/data/coco-mini is absent: the benchmark decodes its val images')
-    tmp = tmp_path_factory.mktemp('ob')
-    args = ['run', 'offsets_benchmark', '-q', '-p', 'n_images', str(N_IMAGES), '-p', 'rows', 'official,oracle_pieces', '-p', 'reps', '1',
-            '-p', 'time_images', '1', '-p', 'n_boot', '20', '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+    return run_notebook('offsets_benchmark', tmp_path_factory.mktemp('ob'),
+                        dict(n_images=N_IMAGES, rows='official,oracle_pieces', reps=1, time_images=1, n_boot=20))
 
 
 def test_tables_written(run):

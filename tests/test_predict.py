@@ -67,13 +67,19 @@ def test_cli(synth, bundle, tmp_path, capsys):
     assert '--min-box-score' in capsys.readouterr().out
 
 
+def default_init(arch: str, seed: int = 0) -> torch.nn.Module:
+    "Zoo model `arch` with every layer in PyTorch's default initialisation (seeded): outputs of order one, where the zoo's heads start near zero."
+    torch.manual_seed(seed)
+    net = build_model(arch, n_kpts=17)
+    for m in net.modules():
+        if hasattr(m, 'reset_parameters'): m.reset_parameters()
+    return net
+
+
 @pytest.fixture(scope='module')
 def offsets_bundle(tmp_path_factory):
     "An untrained guiding-offset network: PyTorch's default initialisation (the zoo's near-zero heads find nobody), heatmap bias raised so that it finds candidates."
-    torch.manual_seed(0)
-    net = build_model('offsetguided_hrnet_w8_small', n_kpts=17)
-    for m in net.modules():
-        if hasattr(m, 'reset_parameters'): m.reset_parameters()
+    net = default_init('offsetguided_hrnet_w8_small')
     with torch.no_grad(): net.headnets[0].hp_convs[0].bias.add_(.5)
     return save_model(tmp_path_factory.mktemp('bundle') / 'og.pt', net, arch='offsetguided_hrnet_w8_small',
                       codec=build_codec('offsets', input_size=(256, 256)), schema=COCO17)
@@ -116,10 +122,7 @@ def test_cli_bottomup(synth, offsets_bundle, tmp_path, capsys):
 @pytest.fixture(scope='module')
 def topdown_bundle(tmp_path_factory):
     "The narrow HRNet in PyTorch's default initialisation: heatmaps of order one (the zoo's heads start near zero)."
-    torch.manual_seed(0)
-    net = build_model('hrnet_w8_small', n_kpts=17)
-    for m in net.modules():
-        if hasattr(m, 'reset_parameters'): m.reset_parameters()
+    net = default_init('hrnet_w8_small')
     return save_model(tmp_path_factory.mktemp('bundle') / 'w8r.pt', net, arch='hrnet_w8_small', codec=CODEC, schema=COCO17)
 
 

@@ -16,14 +16,10 @@ import pytest
 
 from posebench.core import project_root
 from posebench.runner import main, new_run_dir, notebook_parameters, parse_value
+from posebench.test_utils import posebench_cli as posebench_cmd
 
 ROOT = project_root(Path(__file__).parent)
 RUN_DIR_RE = re.compile(r'^\d{8}-\d{6}-[\w.-]+$')
-
-
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
 
 
 def run_cli(*args, cwd, timeout=120):
@@ -91,7 +87,10 @@ def test_study_params_and_meta(study):
     assert meta['argv'][:3] == ['posebench', 'run', 'dataset_study']
     assert meta['start'] < meta['end'] and meta['duration_s'] > 0
     assert meta['device'].startswith(('CPU', 'CUDA'))
-    import numpy, papermill, posebench
+    import numpy
+    import papermill
+
+    import posebench
     v = meta['versions']
     assert (v['python'], v['numpy'], v['papermill'], v['posebench']) == (
         platform.python_version(), numpy.__version__, papermill.__version__, posebench.__version__)

@@ -4,9 +4,6 @@ loss parts, results table, predictions and model bundle, and the numbers it repo
 from the saved bundle."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +15,8 @@ from posebench.eval.bottomup import gt_map_results, predict_bottomup
 from posebench.eval.coco import KeypointResults, coco_eval
 from posebench.models.bundle import load_model
 from posebench.predict import predict
+from posebench.test_utils import run_notebook
 from posebench.train.loop import read_log
-
-
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
-
 
 METHODS = ('offsets', 'ae')
 SCORES = {'offsets': 'all_kpts', 'ae': 'codec'}  # the official person score of each method
@@ -35,15 +27,10 @@ def tiny_run(request, tmp_path_factory):
     "24 training scenes, 6 for evaluation, at 128×96, 3 epochs of 6 steps (about 30 s per method on 2 cores, the kernel's start included)."
     method = request.param
     tmp = tmp_path_factory.mktemp(f'train_bottomup_{method}')
-    env = {**os.environ, 'POSEBENCH_DATA': str(tmp / 'data'), 'MPLBACKEND': 'Agg'}
-    args = ['run', 'train_bottomup', '-q', '-p', 'method', method, '-p', 'n_synthetic', '24', '-p', 'input_w', '128', '-p', 'input_h', '96', '-p', 'epochs', '3',
-            '-p', 'batch_size', '4', '-p', 'lr', '5e-3', '-p', 'workers', '0', '-p', 'n_show', '2', '--out', str(tmp / 'runs')]
+    params = dict(method=method, n_synthetic=24, input_w=128, input_h=96, epochs=3, batch_size=4, lr=5e-3, workers=0, n_show=2)
     if method == 'ae':  # after 18 steps the heatmaps peak at about 0.05: below the decoder's 0.1, the tiny run would find nobody
-        args += ['-p', 'codec_kw', "{'det_thr': 0.01}"]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return method, d
+        params['codec_kw'] = "{'det_thr': 0.01}"
+    return method, run_notebook('train_bottomup', tmp, params, timeout=600)
 
 
 def _val(d: Path):

@@ -2,40 +2,28 @@
 default and on COCO-MINI: it trains, writes its decoder table, curves, predictions and model bundle, and the numbers it
 reports are those the library computes again from the saved bundle."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from posebench.codecs.zoo import decoder_variants
 from posebench.data.readers import read_coco
 from posebench.data.topdown import TopDownDataset
 from posebench.eval.coco import coco_eval
-from posebench.codecs.zoo import decoder_variants
 from posebench.eval.topdown import predict_dataset
 from posebench.models.bundle import load_model
+from posebench.test_utils import run_notebook
 from posebench.train.loop import read_log
 
 
-def posebench_cmd():
-    exe = Path(sys.executable).parent / 'posebench'
-    return [str(exe)] if exe.exists() else [sys.executable, '-m', 'posebench.runner']
-
-
-def run_train(tmp: Path, *params) -> Path:
-    env = {**os.environ, 'POSEBENCH_DATA': str(tmp / 'data'), 'MPLBACKEND': 'Agg'}
-    args = ['run', 'train', '-q', '-p', 'workers', '0', *params, '--out', str(tmp / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (d,) = [p for p in (tmp / 'runs').iterdir() if p.is_dir()]
-    return d
+def run_train(tmp: Path, **params) -> Path:
+    return run_notebook('train', tmp, dict(workers=0, **params), timeout=600)
 
 
 @pytest.fixture(scope='module')
 def synthetic_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('train')
-    return run_train(tmp, '-p', 'n_synthetic', '120', '-p', 'epochs', '2', '-p', 'val_every', '1', '-p', 'n_show', '2')
+    return run_train(tmp, n_synthetic=120, epochs=2, val_every=1, n_show=2)
 
 
 def test_run_folder(synthetic_run):
@@ -74,8 +62,8 @@ def test_reported_numbers_recomputed_from_bundle(synthetic_run, monkeypatch):
 
 def test_runs_on_coco_mini(shared, tmp_path):
     ann = shared / 'coco-mini' / 'annotations'
-    d = run_train(tmp_path, '-p', 'data', 'coco', '-p', 'train_ann', str(ann / 'person_keypoints_train2017.json'),
-                  '-p', 'val_ann', str(ann / 'person_keypoints_val2017.json'), '-p', 'epochs', '1', '-p', 'n_show', '2')
+    d = run_train(tmp_path, data='coco', train_ann=ann / 'person_keypoints_train2017.json', val_ann=ann / 'person_keypoints_val2017.json',
+                  epochs=1, n_show=2)
     m = json.loads((d / 'metrics.json').read_text())
     val = read_coco(ann / 'person_keypoints_val2017.json')
     assert m['persons_val'] == len(val) and set(m['decoders']) == {'argmax', 'quarter', 'dark', 'integral'}
@@ -84,9 +72,5 @@ def test_runs_on_coco_mini(shared, tmp_path):
 
 def test_heatmap_stride_must_match_the_model(tmp_path):
     "A codec stride that is not the model's output stride stops the run before training, saying which parameter to set."
-    env = {**os.environ, 'POSEBENCH_DATA': str(tmp_path / 'data'), 'MPLBACKEND': 'Agg'}
-    args = ['run', 'train', '-q', '-p', 'workers', '0', '-p', 'n_synthetic', '8', '-p', 'epochs', '1', '-p', 'heatmap_stride', '2',
-            '--out', str(tmp_path / 'runs')]
-    r = subprocess.run([*posebench_cmd(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode != 0
-    assert 'outputs 24x32 heatmaps at 96x128 but the codec expects 48x64: set heatmap_stride' in r.stdout + r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+    with pytest.raises(AssertionError, match='outputs 24x32 heatmaps at 96x128 but the codec expects 48x64: set heatmap_stride'):
+        run_train(tmp_path, n_synthetic=8, epochs=1, heatmap_stride=2)

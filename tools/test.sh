@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite (run by .ci/run after `tools/install.sh dev`): notebooks and package in sync, notebooks clean,
-# every notebook executed by nbdev_test (cells flagged `#| slow` / `#| cuda` skipped), ruff, the docs site built, then
+# ruff, every notebook executed as nbdev_test does (cells flagged `#| slow` / `#| cuda` skipped) while the docs site is built, then
 # pytest (tests/test_docs.py checks the site, in Chromium too), whose
 # summary line ends the output. Tests that need ../shared/data skip with a printed reason where it is absent.
 set -euo pipefail
@@ -25,12 +25,11 @@ ruff check --select F posebench
 
 [ -d ../shared/data ] || echo "NOTE: ../shared/data not found: tests on the real samples will be SKIPPED (CI has it)."
 
-step "notebooks (nbdev_test)"
-# one thread per notebook: two notebooks run at once on 2 cores, and oversubscribed OpenMP threads spin (8x slower)
-OMP_NUM_THREADS=1 nbdev_test --n_workers 2 --timing
-
-step "docs site (python tools/docs.py build; checked by tests/test_docs.py below)"
-OMP_NUM_THREADS=1 python tools/docs.py build --quiet
+step "notebooks executed + docs site (python tools/docs.py build; the site is checked by tests/test_docs.py below)"
+# The build's first step executes every notebook exactly as nbdev_test does (execnb in the notebook's folder, IN_TEST=1,
+# settings.ini's tst_flags cells skipped) and fails on any error: it is the notebook test, run once for both purposes.
+# One thread per notebook: two notebooks run at once on 2 cores, and oversubscribed OpenMP threads spin (8x slower).
+OMP_NUM_THREADS=1 python tools/docs.py build --quiet --jobs 2
 
 step "pytest"
 pytest -q tests

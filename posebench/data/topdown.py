@@ -64,6 +64,11 @@ class Augment:
         return cls(**{**dict(scale_factor=.25, rot_factor=30., half_body_prob=0.), **kw})
 
     @classmethod
+    def flip_only(cls, **kw) -> Augment:
+        "Horizontal flips alone: the recipe of the short CPU runs on the synthetic people (its generator already varies scale and pose; see the recipe study, `84_howto.recipe`)."
+        return cls(**{**dict(scale_factor=0., rot_prob=0., half_body_prob=0.), **kw})
+
+    @classmethod
     def off(cls) -> Augment:
         "No augmentation at all (the training pipeline with identity parameters)."
         return cls(flip_prob=0., scale_factor=0., rot_factor=0., rot_prob=0., half_body_prob=0.)

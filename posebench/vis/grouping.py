@@ -34,9 +34,9 @@ from .widgets import FigureWidget, html_table
 __all__ = ['STANDING', 'DECODE_KNOBS', 'OFFSET_COLOURS', 'SOURCES', 'AE_KNOBS', 'Scene', 'fit_scene', 'scene_from_dataset',
            'synthetic_scenes', 'standing_persons', 'gt_maps', 'simulated_maps', 'model_maps', 'GroupingView',
            'decode_view', 'GroupingCheck', 'check_grouping', 'type_colours', 'person_colour', 'draw_candidates',
-           'draw_offsets', 'draw_persons', 'draw_grouping', 'GroupingInspector', 'ae_gt_maps', 'ae_simulated_maps',
-           'ae_model_maps', 'AEView', 'ae_decode_view', 'check_ae_grouping', 'draw_tag_map', 'draw_ae_persons',
-           'draw_tag_candidates', 'draw_tags_per_person', 'cost_table', 'AEGroupingInspector']
+           'draw_offsets', 'draw_persons', 'draw_grouping', 'BottomUpInspector', 'GroupingInspector', 'ae_gt_maps',
+           'ae_simulated_maps', 'ae_model_maps', 'AEView', 'ae_decode_view', 'check_ae_grouping', 'draw_tag_map',
+           'draw_ae_persons', 'draw_tag_candidates', 'draw_tags_per_person', 'cost_table', 'AEGroupingInspector']
 
 # %% ../../nbs/57_vis.grouping.ipynb #84686024
 @dataclass(frozen=True)
@@ -337,67 +337,95 @@ _KEY = ('<small>● candidate (colour = keypoint type, area ∝ score) · × pea
         'red = rejected (d ≥ dist_max) · lines = each person\'s limbs; dashed + box = fragment, red box = mixed · '
         'with GT skeletons: red rings = labelled keypoints no person holds</small>')
 
-class GroupingInspector(FigureWidget):
-    "Image, ground-truth or predicted maps, mode, threshold, top-k, dist_max, person threshold and a limb: candidates, offsets, the greedy pass's limbs and persons, live."
-    def __init__(self, scenes, codec: GuidingOffsetCodec | None = None, model=None, schema: KeypointSchema = COCO17,
-                 source: str = 'ground truth', limb: int = -1, simulate: dict | None = None, max_cache: int = 64):
+class BottomUpInspector(FigureWidget):
+    "What the grouping inspectors share: scenes (a list or a `BottomUpDataset`), the maps' source, cached maps and decodes. A subclass gives `codec_type`, `default_codec`, the three map builders, `_controls`, `knobs`, `_decode` and `_draw`."
+    codec_type: type = object
+    key_html = ''
+    gt_maps = simulated_maps = model_maps = None  # (codec, scene) -> maps; (codec, scene, seed=..., **simulate) -> maps; (model, scene) -> maps
+
+    def __init__(self, scenes, codec=None, model=None, schema: KeypointSchema = COCO17, source: str = 'ground truth',
+                 simulate: dict | None = None, max_cache: int = 64, **figure):
+        name, ct = type(self).__name__, self.codec_type.__name__
         self.dataset = scenes if isinstance(scenes, BottomUpDataset) else None
         if self.dataset is not None: self._scenes, names = {}, [f'image {i}' for i in scenes.image_ids]
         else:
             scenes = list(scenes)
             self._scenes, names = dict(enumerate(scenes)), [sc.name or f'scene {i}' for i, sc in enumerate(scenes)]
-        if not names: raise ValueError('GroupingInspector needs at least one scene')
-        codec = codec or getattr(model, 'codec', None) or getattr(self.dataset, 'codec', None) or GuidingOffsetCodec(input_size=self.scene(0).size)
-        if not isinstance(codec, GuidingOffsetCodec): raise TypeError(f'GroupingInspector decodes with a GuidingOffsetCodec, got {type(codec).__name__}')
+        if not names: raise ValueError(f'{name} needs at least one scene')
+        codec = codec or getattr(model, 'codec', None) or getattr(self.dataset, 'codec', None) or self.default_codec(self.scene(0).size)
+        if not isinstance(codec, self.codec_type): raise TypeError(f"{name} decodes with {'an' if ct[0] in 'AEIOU' else 'a'} {ct}, got {type(codec).__name__}")
         if source not in SOURCES: raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
         self.codec, self.model, self.schema, self.simulate, self.max_cache = codec, model, schema, dict(simulate or {}), max_cache
         s = dict(style={'description_width': 'initial'})
-        sl = dict(continuous_update=False, **s)
         self.sample = W.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=0, description='image', **s)
         self.source = W.ToggleButtons(options=list(SOURCES), value=source, description='maps', **s)
-        self.mode = W.ToggleButtons(options=list(MODES), value=codec.mode, description='mode', **s)
-        self.source.style.button_width, self.mode.style.button_width = '100px', '64px'
-        self.thr = W.FloatSlider(codec.thr, min=.01, max=1., step=.01, description='threshold', **sl)
-        self.topk = W.IntSlider(codec.topk, min=1, max=max(64, codec.topk), description='top-k', **sl)
-        self.dist_max = W.FloatSlider(codec.dist_max, min=1., max=max(160., codec.dist_max), step=1., description='dist_max (px)', **sl)
-        self.person_thr = W.FloatSlider(codec.person_thr, min=0., max=1., step=.01, description='person thr', **sl)
-        kn = schema.keypoints
-        self.limb = W.Dropdown(options=[('all limbs', -1)] + [(f'{l}: {kn[f]} → {kn[t]}', l) for l, (f, t) in enumerate(codec.limbs)],
-                               value=limb, description='limb', **s)
-        self.show_gt = W.Checkbox(False, description='GT skeletons', indent=False)
+        self.source.style.button_width = '100px'
         self._maps, self._views, self.n_decodes = {}, {}, 0
-        ctl = [self.sample, self.source, self.mode, self.thr, self.topk, self.dist_max, self.person_thr, self.limb, self.show_gt]
-        super().__init__(ctl, figsize=(6.4, 4.8), ncols=1)
-        self.children = [W.HBox(ctl[:3]), W.HBox(ctl[3:6]), W.HBox(ctl[6:]), self.image, W.HTML(_KEY), self.table]
+        knobs, panels = self._controls(dict(continuous_update=False, **s), s)
+        ctl = [self.sample, self.source, *knobs]
+        super().__init__(ctl, **figure)
+        self.children = [W.HBox(ctl[:3]), W.HBox(ctl[3:6]), W.HBox(ctl[6:]), self.image, W.HTML(self.key_html), self.table, *panels]
         self.redraw()
+
+    @staticmethod
+    def default_codec(input_size): raise NotImplementedError
+    def _controls(self, slider: dict, style: dict) -> tuple[list, list]: raise NotImplementedError  # (the knob widgets, extra panels below)
+    def knobs(self) -> dict: raise NotImplementedError
+    def _decode(self, maps, knobs: dict): raise NotImplementedError
 
     def scene(self, i: int) -> Scene:
         "Scene `i` (from the dataset on first use, then kept)."
         if i not in self._scenes: self._scenes[i] = scene_from_dataset(self.dataset, i)
         return self._scenes[i]
 
-    def maps(self) -> dict:
-        "The model-output dict of the current image and source (cached)."
+    def maps(self):
+        "The model output of the current image and source (cached): ground-truth maps, the model's, or simulated ones where no model is given."
         key = (self.sample.value, self.source.value)
         if key not in self._maps:
             sc = self.scene(self.sample.value)
-            if self.source.value == 'ground truth': self._maps[key] = gt_maps(self.codec, sc)
-            elif self.model is not None: self._maps[key] = model_maps(self.model, sc)
-            else: self._maps[key] = simulated_maps(self.codec, sc, **{'seed': self.sample.value, **self.simulate})
+            if self.source.value == 'ground truth': self._maps[key] = type(self).gt_maps(self.codec, sc)
+            elif self.model is not None: self._maps[key] = type(self).model_maps(self.model, sc)
+            else: self._maps[key] = type(self).simulated_maps(self.codec, sc, **{'seed': self.sample.value, **self.simulate})
         return self._maps[key]
+
+    def view(self):
+        "The decode of the current image, source and knobs (cached, up to `max_cache`)."
+        key = (self.sample.value, self.source.value, *self.knobs().values())
+        if key not in self._views:
+            if len(self._views) >= self.max_cache: self._views.pop(next(iter(self._views)))
+            self._views[key] = self._decode(self.maps(), self.knobs()); self.n_decodes += 1
+        return self._views[key]
+
+class GroupingInspector(BottomUpInspector):
+    "Image, ground-truth or predicted maps, mode, threshold, top-k, dist_max, person threshold and a limb: candidates, offsets, the greedy pass's limbs and persons, live."
+    codec_type, key_html = GuidingOffsetCodec, _KEY
+    gt_maps, simulated_maps, model_maps = staticmethod(gt_maps), staticmethod(simulated_maps), staticmethod(model_maps)
+    default_codec = staticmethod(lambda size: GuidingOffsetCodec(input_size=size))
+
+    def __init__(self, scenes, codec: GuidingOffsetCodec | None = None, model=None, schema: KeypointSchema = COCO17,
+                 source: str = 'ground truth', limb: int = -1, simulate: dict | None = None, max_cache: int = 64):
+        self._limb0 = limb
+        super().__init__(scenes, codec, model, schema, source, simulate, max_cache, figsize=(6.4, 4.8), ncols=1)
+
+    def _controls(self, sl: dict, s: dict) -> tuple[list, list]:
+        codec, kn = self.codec, self.schema.keypoints
+        self.mode = W.ToggleButtons(options=list(MODES), value=codec.mode, description='mode', **s)
+        self.mode.style.button_width = '64px'
+        self.thr = W.FloatSlider(codec.thr, min=.01, max=1., step=.01, description='threshold', **sl)
+        self.topk = W.IntSlider(codec.topk, min=1, max=max(64, codec.topk), description='top-k', **sl)
+        self.dist_max = W.FloatSlider(codec.dist_max, min=1., max=max(160., codec.dist_max), step=1., description='dist_max (px)', **sl)
+        self.person_thr = W.FloatSlider(codec.person_thr, min=0., max=1., step=.01, description='person thr', **sl)
+        self.limb = W.Dropdown(options=[('all limbs', -1)] + [(f'{l}: {kn[f]} → {kn[t]}', l) for l, (f, t) in enumerate(codec.limbs)],
+                               value=self._limb0, description='limb', **s)
+        self.show_gt = W.Checkbox(False, description='GT skeletons', indent=False)
+        return [self.mode, self.thr, self.topk, self.dist_max, self.person_thr, self.limb, self.show_gt], []
 
     def knobs(self) -> dict:
         "The decode knobs the controls set."
         return dict(mode=self.mode.value, thr=round(float(self.thr.value), 6), topk=int(self.topk.value),
                     dist_max=float(self.dist_max.value), person_thr=round(float(self.person_thr.value), 6))
 
-    def view(self) -> GroupingView:
-        "The decode of the current image, source and knobs (cached)."
-        key = (self.sample.value, self.source.value, *self.knobs().values())
-        if key not in self._views:
-            if len(self._views) >= self.max_cache: self._views.pop(next(iter(self._views)))
-            self._views[key] = decode_view(self.codec, self.maps(), **self.knobs()); self.n_decodes += 1
-        return self._views[key]
+    def _decode(self, maps: dict, knobs: dict) -> GroupingView: return decode_view(self.codec, maps, **knobs)
 
     def _draw(self):
         sc, v = self.scene(self.sample.value), self.view()
@@ -581,66 +609,37 @@ _AE_KEY = ('<small>left: the image with each decoded person in its own colour (h
            'the colour of the person they joined · right: per person, the tags of its joints, their mean and the band ± tag_thr a '
            'candidate must fall in · below: the Hungarian step of the chosen type (tag distance / cost)</small>')
 
-class AEGroupingInspector(FigureWidget):
+class AEGroupingInspector(BottomUpInspector):
     "Image, ground-truth or predicted maps, adjust, threshold, top-k, tag threshold and a keypoint type: tags as a colour map and per person, the Hungarian costs, the persons, live."
+    codec_type, key_html = AssociativeEmbeddingCodec, _AE_KEY
+    gt_maps, simulated_maps, model_maps = staticmethod(ae_gt_maps), staticmethod(ae_simulated_maps), staticmethod(ae_model_maps)
+    default_codec = staticmethod(associative_embedding)
+
     def __init__(self, scenes, codec: AssociativeEmbeddingCodec | None = None, model=None, schema: KeypointSchema = COCO17,
                  source: str = 'ground truth', keypoint: int = 0, simulate: dict | None = None, max_cache: int = 64):
-        self.dataset = scenes if isinstance(scenes, BottomUpDataset) else None
-        if self.dataset is not None: self._scenes, names = {}, [f'image {i}' for i in scenes.image_ids]
-        else:
-            scenes = list(scenes)
-            self._scenes, names = dict(enumerate(scenes)), [sc.name or f'scene {i}' for i, sc in enumerate(scenes)]
-        if not names: raise ValueError('AEGroupingInspector needs at least one scene')
-        codec = codec or getattr(model, 'codec', None) or getattr(self.dataset, 'codec', None) or associative_embedding(self.scene(0).size)
-        if not isinstance(codec, AssociativeEmbeddingCodec): raise TypeError(f'AEGroupingInspector decodes with an AssociativeEmbeddingCodec, got {type(codec).__name__}')
-        if source not in SOURCES: raise ValueError(f'source must be one of {SOURCES}, got {source!r}')
-        self.codec, self.model, self.schema, self.simulate, self.max_cache = codec, model, schema, dict(simulate or {}), max_cache
-        s = dict(style={'description_width': 'initial'})
-        sl = dict(continuous_update=False, **s)
-        self.sample = W.Dropdown(options=[(nm, i) for i, nm in enumerate(names)], value=0, description='image', **s)
-        self.source = W.ToggleButtons(options=list(SOURCES), value=source, description='maps', **s)
+        self._keypoint0 = keypoint
+        super().__init__(scenes, codec, model, schema, source, simulate, max_cache, figsize=(8.8, 4.4), ncols=2, width_ratios=(1.6, 1))
+
+    def _controls(self, sl: dict, s: dict) -> tuple[list, list]:
+        codec = self.codec
         self.adjust = W.ToggleButtons(options=['official', 'unbiased'], value=codec.adjust if codec.adjust != 'none' else 'official', description='adjust', **s)
-        self.source.style.button_width, self.adjust.style.button_width = '100px', '72px'
+        self.adjust.style.button_width = '72px'
         self.thr = W.FloatSlider(codec.det_thr, min=.01, max=1., step=.01, description='threshold', **sl)
         self.topk = W.IntSlider(codec.topk, min=1, max=max(64, codec.topk), description='top-k', **sl)
         self.tag_thr = W.FloatSlider(codec.tag_thr, min=.05, max=5., step=.05, description='tag thr', **sl)
-        self.keypoint = W.Dropdown(options=[(f'{k}: {n}', k) for k, n in enumerate(schema.keypoints)], value=keypoint, description='keypoint', **s)
+        self.keypoint = W.Dropdown(options=[(f'{k}: {n}', k) for k, n in enumerate(self.schema.keypoints)], value=self._keypoint0, description='keypoint', **s)
         self.show_gt = W.Checkbox(False, description='GT skeletons', indent=False)
         self.refine = W.Checkbox(codec.refine, description='refine', indent=False)
-        self._maps, self._views, self.n_decodes = {}, {}, 0
-        ctl = [self.sample, self.source, self.adjust, self.thr, self.topk, self.tag_thr, self.keypoint, self.show_gt, self.refine]
-        super().__init__(ctl, figsize=(8.8, 4.4), ncols=2, width_ratios=(1.6, 1))
         self.cost = W.HTML()
-        self.children = [W.HBox(ctl[:3]), W.HBox(ctl[3:6]), W.HBox(ctl[6:]), self.image, W.HTML(_AE_KEY), self.table, self.cost]
-        self.redraw()
-
-    def scene(self, i: int) -> Scene:
-        "Scene `i` (from the dataset on first use, then kept)."
-        if i not in self._scenes: self._scenes[i] = scene_from_dataset(self.dataset, i)
-        return self._scenes[i]
-
-    def maps(self) -> list:
-        "The model output (list of resolutions) of the current image and source (cached)."
-        key = (self.sample.value, self.source.value)
-        if key not in self._maps:
-            sc = self.scene(self.sample.value)
-            if self.source.value == 'ground truth': self._maps[key] = ae_gt_maps(self.codec, sc)
-            elif self.model is not None: self._maps[key] = ae_model_maps(self.model, sc)
-            else: self._maps[key] = ae_simulated_maps(self.codec, sc, **{'seed': self.sample.value, **self.simulate})
-        return self._maps[key]
+        return [self.adjust, self.thr, self.topk, self.tag_thr, self.keypoint, self.show_gt, self.refine], [self.cost]
 
     def knobs(self) -> dict:
         "The decode knobs the controls set."
         return dict(adjust=self.adjust.value, det_thr=round(float(self.thr.value), 6), topk=int(self.topk.value),
                     tag_thr=round(float(self.tag_thr.value), 6), refine=bool(self.refine.value))
 
-    def view(self) -> AEView:
-        "The decode of the current image, source and knobs (cached)."
-        key = (self.sample.value, self.source.value, *self.knobs().values())
-        if key not in self._views:
-            if len(self._views) >= self.max_cache: self._views.pop(next(iter(self._views)))
-            self._views[key] = ae_decode_view(_ae_codec_for(self.codec, self.scene(self.sample.value)), self.maps(), **self.knobs()); self.n_decodes += 1
-        return self._views[key]
+    def _decode(self, maps: list, knobs: dict) -> AEView:
+        return ae_decode_view(_ae_codec_for(self.codec, self.scene(self.sample.value)), maps, **knobs)
 
     def _draw(self):
         sc, v, k = self.scene(self.sample.value), self.view(), int(self.keypoint.value)
