@@ -58,6 +58,11 @@ def test_reported_numbers_recomputed_from_bundle(synthetic_run, monkeypatch):
     for name in ('dark', 'argmax'):
         ap = coco_eval(val, preds[name].results(val.schema.sigmas))['AP']
         assert ap == pytest.approx(m['decoders'][name]['AP'], abs=1e-9), name
+    # the oracle: the model's own DARK AP first, then each replacement by the ground truth, every labelled keypoint = 1
+    o = m['oracle']['AP']
+    assert list(o)[0] == 'the model' and o['the model'] == pytest.approx(m['decoders']['dark']['AP'], abs=1e-12)
+    assert o['every labelled keypoint from the ground truth'] == pytest.approx(1.0, abs=1e-9)
+    assert 0 < m['oracle']['occluded_share'] < 1 and 0 < m['oracle']['small_share'] < 1
 
 
 def test_runs_on_coco_mini(shared, tmp_path):
