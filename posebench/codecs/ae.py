@@ -439,9 +439,10 @@ def _refine_type(t: np.ndarray, h: np.ndarray, mu: np.ndarray, lb0=None) -> np.n
     n, P = len(mu), len(h)
     nb, B = P // _BLOCK, _BLOCK
     a = int(h.argmax())
-    if nb < 8 or not np.isfinite(h[a]) or not np.isfinite(t.sum()): return _values(t, h, mu).argmax(-1)  # NaN/inf: no bound holds
+    if nb < 8 or not np.isfinite(h[a]): return _values(t, h, mu).argmax(-1)  # NaN/inf: no bound holds
     tb, hb = t[:, :nb * B].reshape(len(t), nb, B), h[:nb * B].reshape(nb, B)
-    lo, hi = torch.from_numpy(tb).amin(-1).numpy(), torch.from_numpy(tb).amax(-1).numpy()  # (L, nb) each block's tag range
+    lo, hi = torch.from_numpy(tb).amin(-1).numpy(), torch.from_numpy(tb).amax(-1).numpy()  # (L, nb) each block's tag range (NaN kept)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(t[:, nb * B:]).all()): return _values(t, h, mu).argmax(-1)
     d = None  # the same float32 ops on the ranges: ≤ round(‖tag − μ‖) at every pixel of the block (each op is monotone)
     for l in range(len(t)):
         g = np.maximum(np.maximum(np.subtract(lo[l][None], mu[:, l, None]), np.subtract(mu[:, l, None], hi[l][None])), np.float32(0))
@@ -480,28 +481,30 @@ def refine_missing(self: AssociativeEmbeddingCodec, hm: torch.Tensor, tags: torc
     flat = hm.reshape(K, H * W)
     todo = ~have & have.any(1, keepdim=True)
     cpu = hm.device.type == 'cpu' and hm.dtype == tags.dtype == torch.float32
-    if cpu: tn, hn, mn = tg.detach().numpy(), flat.detach().numpy(), mu.numpy()
+    if cpu: tn, hn, mn, idx = tg.detach().numpy(), flat.detach().numpy(), mu.numpy(), np.zeros((N, K), np.int64)
     for k in todo.any(0).nonzero()[:, 0].tolist():  # one joint type at a time: its tag map against every person missing it
         ns = todo[:, k].nonzero()[:, 0]
         if cpu:  # numpy float32, as the official
-            m, t, h, lb = mn[ns.numpy()], tn[kt[k]], hn[k], None
+            nn, sel, lb = ns.numpy(), None, None
+            m, t, h = mn[nn], tn[kt[k]], hn[k]
             if cands is not None and (cands[0][k] > 0).any():  # a candidate's value is reached, and h − round(d) ≤ h:
                 ok = cands[0][k] > 0  # only pixels with h ≥ that bound can reach the maximum
                 lb = _values(cands[1][k][ok].T, cands[0][k][ok], m).max(1) - np.float32(1e-4)
-                sel = np.flatnonzero(h >= lb.min())
-                if len(sel) * 4 < len(h):  # few pass: search only them (sel is increasing: raster order kept)
-                    i = torch.from_numpy(sel[_values(t[:, sel], h[sel], m).argmax(-1)]).to(hm.device)
-                    out_v[ns, k] = flat[k][i]
-                    out_xy[ns, k] = torch.stack([i % W, torch.div(i, W, rounding_mode='floor')], -1).to(cells.device)
-                    continue
-            i = torch.from_numpy(_refine_type(t, h, m, lb))  # else blocks of pixels bounded exactly (tag range, heatmap max)
-        else:
-            d2 = (tg[kt[k], 0][None] - mu[ns, 0, None]).square()
-            for l in range(1, L): d2 += (tg[kt[k], l][None] - mu[ns, l, None]).square()
-            i = flat_argmax(flat[k][None] - d2.sqrt_().round_())
-        i = i.to(hm.device)
+                sel = h >= lb.min()
+                sel = np.flatnonzero(sel) if np.count_nonzero(sel) * 4 < len(h) else None  # worth it only when few pass
+            # sel is increasing (raster order kept); else blocks of pixels bounded exactly (tag range, heatmap maximum)
+            idx[nn, k] = _refine_type(t, h, m, lb) if sel is None else sel[_values(t[:, sel], h[sel], m).argmax(-1)]
+            continue
+        d2 = (tg[kt[k], 0][None] - mu[ns, 0, None]).square()
+        for l in range(1, L): d2 += (tg[kt[k], l][None] - mu[ns, l, None]).square()
+        i = flat_argmax(flat[k][None] - d2.sqrt_().round_()).to(hm.device)
         out_v[ns, k] = flat[k][i]
         out_xy[ns, k] = torch.stack([i % W, torch.div(i, W, rounding_mode='floor')], -1).to(cells.device)
+    if cpu and todo.any():
+        n_, k_ = todo.nonzero(as_tuple=True)
+        i = torch.from_numpy(idx)[n_, k_]
+        out_v[n_, k_] = flat[k_, i]
+        out_xy[n_, k_] = torch.stack([i % W, torch.div(i, W, rounding_mode='floor')], -1).to(cells.device)
     return out_xy, out_v
 
 # %% ../../nbs/16_codecs.ae.ipynb #28f134cd
