@@ -439,7 +439,7 @@ def _refine_type(t: np.ndarray, h: np.ndarray, mu: np.ndarray, lb0=None) -> np.n
     n, P = len(mu), len(h)
     nb, B = P // _BLOCK, _BLOCK
     a = int(h.argmax())
-    if nb < 8 or not np.isfinite(h[a]): return _values(t, h, mu).argmax(-1)  # NaN/inf: no bound holds
+    if n < 3 or nb < 8 or not np.isfinite(h[a]): return _values(t, h, mu).argmax(-1)  # few persons: not worth it; NaN/inf: no bound holds
     tb, hb = t[:, :nb * B].reshape(len(t), nb, B), h[:nb * B].reshape(nb, B)
     lo, hi = torch.from_numpy(tb).amin(-1).numpy(), torch.from_numpy(tb).amax(-1).numpy()  # (L, nb) each block's tag range (NaN kept)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(t[:, nb * B:]).all()): return _values(t, h, mu).argmax(-1)
