@@ -491,7 +491,7 @@ def refine_missing(self: AssociativeEmbeddingCodec, hm: torch.Tensor, tags: torc
                 ok = cands[0][k] > 0  # only pixels with h ≥ that bound can reach the maximum
                 lb = _values(cands[1][k][ok].T, cands[0][k][ok], m).max(1) - np.float32(1e-4)
                 sel = h >= lb.min()
-                sel = np.flatnonzero(sel) if np.count_nonzero(sel) * 4 < len(h) else None  # worth it only when few pass
+                sel = np.flatnonzero(sel) if 0 < np.count_nonzero(sel) * 4 < len(h) else None  # worth it only when few pass (none: a NaN tag)
             # sel is increasing (raster order kept); else blocks of pixels bounded exactly (tag range, heatmap maximum)
             idx[nn, k] = _refine_type(t, h, m, lb) if sel is None else sel[_values(t[:, sel], h[sel], m).argmax(-1)]
             continue
