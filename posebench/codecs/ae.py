@@ -425,6 +425,47 @@ def adjusted(self: AssociativeEmbeddingCodec, hm: torch.Tensor, xy: torch.Tensor
 
 
 # %% ../../nbs/16_codecs.ae.ipynb #f6d7e00d
+def _values(t: np.ndarray, h: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    "`h − round(‖tag − μ‖)` in float32 with the official numpy ops in their order: tags `(L, *S)`, heatmap `(*S)`, means `(n, L)` → `(n, *S)`."
+    b = np.subtract(t[0][None], mu[:, 0, None]); np.multiply(b, b, out=b)
+    for l in range(1, len(t)): b2 = np.subtract(t[l][None], mu[:, l, None]); np.multiply(b2, b2, out=b2); b += b2
+    np.sqrt(b, out=b); np.rint(b, out=b)
+    return np.subtract(h[None], b, out=b)
+
+_BLOCK = 64  # pixels per block (a run of the raster order) of the exact block bound
+
+def _refine_type(t: np.ndarray, h: np.ndarray, mu: np.ndarray, lb0=None) -> np.ndarray:
+    "The first argmax over pixels of `h − round(‖tag − μ_n‖)` for each μ_n `(n, L)`: tags `(L, P)`, heatmap `(P,)`; `lb0` `(n,)`: values known reached (bound)."
+    n, P = len(mu), len(h)
+    nb, B = P // _BLOCK, _BLOCK
+    a = int(h.argmax())
+    if n < 3 or nb < 8 or not np.isfinite(h[a]): return _values(t, h, mu).argmax(-1)  # few persons: not worth it; NaN/inf: no bound holds
+    tb, hb = t[:, :nb * B].reshape(len(t), nb, B), h[:nb * B].reshape(nb, B)
+    lo, hi = torch.from_numpy(tb).amin(-1).numpy(), torch.from_numpy(tb).amax(-1).numpy()  # (L, nb) each block's tag range (NaN kept)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(t[:, nb * B:]).all()): return _values(t, h, mu).argmax(-1)
+    d = None  # the same float32 ops on the ranges: ≤ round(‖tag − μ‖) at every pixel of the block (each op is monotone)
+    for l in range(len(t)):
+        g = np.maximum(np.maximum(np.subtract(lo[l][None], mu[:, l, None]), np.subtract(mu[:, l, None], hi[l][None])), np.float32(0))
+        np.multiply(g, g, out=g)
+        d = g if d is None else np.add(d, g, out=d)
+    np.sqrt(d, out=d); np.rint(d, out=d)
+    ub = np.subtract(torch.from_numpy(hb).amax(-1).numpy()[None], d, out=d)  # (n, nb): no pixel of the block has a higher value
+    bb = ub.argmax(1)
+    lb = np.maximum(_values(t[:, a:a + 1], h[a:a + 1], mu)[:, 0], _values(tb[:, bb], hb[bb], mu)[0].max(-1))  # reached: the top pixel's, the best block's
+    if lb0 is not None: lb = np.fmax(lb, lb0)
+    keep = ub >= lb[:, None]  # a block below the bound holds neither the maximum nor a tie
+    cnt = keep.sum(1)
+    out, full = np.empty(n, np.int64), (cnt * 3 > nb) | (cnt == 0)
+    for j in np.flatnonzero(~full).tolist():
+        s = np.flatnonzero(keep[j])  # increasing: raster order kept
+        v = _values(tb[:, s].reshape(len(t), -1), hb[s].ravel(), mu[j:j + 1])[0]
+        i = int(v.argmax()); out[j] = s[i // B] * B + i % B
+        if P > nb * B:  # the pixels after the last whole block: they win only when strictly higher
+            vt = _values(t[:, nb * B:], h[nb * B:], mu[j:j + 1])[0]; it = int(vt.argmax())
+            if vt[it] > v[i]: out[j] = nb * B + it
+    if full.any(): f = np.flatnonzero(full); out[f] = _values(t, h, mu[f]).argmax(-1)
+    return out
+
 @patch
 def refine_missing(self: AssociativeEmbeddingCodec, hm: torch.Tensor, tags: torch.Tensor, cells: torch.Tensor, have: torch.Tensor,
                    cands=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -440,36 +481,31 @@ def refine_missing(self: AssociativeEmbeddingCodec, hm: torch.Tensor, tags: torc
     flat = hm.reshape(K, H * W)
     todo = ~have & have.any(1, keepdim=True)
     cpu = hm.device.type == 'cpu' and hm.dtype == tags.dtype == torch.float32
-    if cpu:  # numpy with reused buffers: no allocation per joint type (~3× faster than fresh torch tensors)
-        tn, hn, mn = tg.detach().numpy(), flat.detach().numpy(), mu.numpy()
-        n_max = int(todo.sum(0).max()) if todo.any() else 0
-        buf, buf2 = np.empty((n_max, H * W), np.float32), np.empty((n_max, H * W), np.float32)
+    if cpu: tn, hn, mn, idx = tg.detach().numpy(), flat.detach().numpy(), mu.numpy(), np.zeros((N, K), np.int64)
     for k in todo.any(0).nonzero()[:, 0].tolist():  # one joint type at a time: its tag map against every person missing it
         ns = todo[:, k].nonzero()[:, 0]
-        if cpu:  # ‖tag − μ‖ as the official, in float32; then h − round(·)
-            m, sel = mn[ns.numpy()], None
-            if cands is not None and (cands[0][k] > 0).any():  # a candidate's own value bounds the maximum from below:
-                ok = cands[0][k] > 0  # only pixels with h ≥ that bound can reach it (h − round(d) ≤ h), so only those are searched
-                dc = np.square(cands[1][k][ok][None] - m[:, None]).sum(-1, dtype=np.float32)
-                lb = float((cands[0][k][ok][None] - np.rint(np.sqrt(dc))).max(1).min()) - 1e-4
-                s_ = np.flatnonzero(hn[k] >= lb)
-                if len(s_) * 4 < H * W: sel = s_  # worth it only when few pixels pass
-            tk, hk = (tn[kt[k]], hn[k]) if sel is None else (tn[kt[k]][:, sel], hn[k][sel])
-            b, b2 = (buf[:len(ns)], buf2[:len(ns)]) if sel is None else (np.empty((len(ns), len(sel)), np.float32), np.empty((len(ns), len(sel)), np.float32))
-            np.subtract(tk[0][None], m[:, 0, None], out=b); np.multiply(b, b, out=b)
-            for l in range(1, L): np.subtract(tk[l][None], m[:, l, None], out=b2); np.multiply(b2, b2, out=b2); b += b2
-            np.sqrt(b, out=b); np.rint(b, out=b); np.subtract(hk[None], b, out=b)
-            i = b.argmax(-1)  # the first maximum (sel is increasing: raster order kept)
-            i = torch.from_numpy(i if sel is None else sel[i])
-        else:
-            d2 = (tg[kt[k], 0][None] - mu[ns, 0, None]).square()
-            for l in range(1, L): d2 += (tg[kt[k], l][None] - mu[ns, l, None]).square()
-            i = flat_argmax(flat[k][None] - d2.sqrt_().round_())
-        i = i.to(hm.device)
+        if cpu:  # numpy float32, as the official
+            nn, sel, lb = ns.numpy(), None, None
+            m, t, h = mn[nn], tn[kt[k]], hn[k]
+            if cands is not None and (cands[0][k] > 0).any():  # a candidate's value is reached, and h − round(d) ≤ h:
+                ok = cands[0][k] > 0  # only pixels with h ≥ that bound can reach the maximum
+                lb = _values(cands[1][k][ok].T, cands[0][k][ok], m).max(1) - np.float32(1e-4)
+                sel = h >= lb.min()
+                sel = np.flatnonzero(sel) if 0 < np.count_nonzero(sel) * 4 < len(h) else None  # worth it only when few pass (none: a NaN tag)
+            # sel is increasing (raster order kept); else blocks of pixels bounded exactly (tag range, heatmap maximum)
+            idx[nn, k] = _refine_type(t, h, m, lb) if sel is None else sel[_values(t[:, sel], h[sel], m).argmax(-1)]
+            continue
+        d2 = (tg[kt[k], 0][None] - mu[ns, 0, None]).square()
+        for l in range(1, L): d2 += (tg[kt[k], l][None] - mu[ns, l, None]).square()
+        i = flat_argmax(flat[k][None] - d2.sqrt_().round_()).to(hm.device)
         out_v[ns, k] = flat[k][i]
         out_xy[ns, k] = torch.stack([i % W, torch.div(i, W, rounding_mode='floor')], -1).to(cells.device)
+    if cpu and todo.any():
+        n_, k_ = todo.nonzero(as_tuple=True)
+        i = torch.from_numpy(idx)[n_, k_]
+        out_v[n_, k_] = flat[k_, i]
+        out_xy[n_, k_] = torch.stack([i % W, torch.div(i, W, rounding_mode='floor')], -1).to(cells.device)
     return out_xy, out_v
-
 
 # %% ../../nbs/16_codecs.ae.ipynb #28f134cd
 @dataclass
