@@ -338,10 +338,9 @@ _KEY = ('<small>● candidate (colour = keypoint type, area ∝ score) · × pea
         'with GT skeletons: red rings = labelled keypoints no person holds</small>')
 
 class BottomUpInspector(FigureWidget):
-    "What the grouping inspectors share: scenes (a list or a `BottomUpDataset`), the maps' source, cached maps and decodes. A subclass gives `codec_type`, `default_codec`, the three map builders, `_controls`, `knobs`, `_decode` and `_draw`."
+    "What the grouping inspectors share: scenes (a list or a `BottomUpDataset`), the maps' source, cached maps and decodes. A subclass gives `codec_type`, `default_codec`, the three map builders (`_gt_maps`, `_model_maps`, `_simulated_maps`), `_controls`, `knobs`, `_decode` and `_draw`."
     codec_type: type = object
     key_html = ''
-    gt_maps = simulated_maps = model_maps = None  # (codec, scene) -> maps; (codec, scene, seed=..., **simulate) -> maps; (model, scene) -> maps
 
     def __init__(self, scenes, codec=None, model=None, schema: KeypointSchema = COCO17, source: str = 'ground truth',
                  simulate: dict | None = None, max_cache: int = 64, **figure):
@@ -367,8 +366,10 @@ class BottomUpInspector(FigureWidget):
         self.children = [W.HBox(ctl[:3]), W.HBox(ctl[3:6]), W.HBox(ctl[6:]), self.image, W.HTML(self.key_html), self.table, *panels]
         self.redraw()
 
-    @staticmethod
-    def default_codec(input_size): raise NotImplementedError
+    def default_codec(self, input_size): raise NotImplementedError
+    def _gt_maps(self, scene: Scene): raise NotImplementedError
+    def _model_maps(self, scene: Scene): raise NotImplementedError
+    def _simulated_maps(self, scene: Scene, **kw): raise NotImplementedError
     def _controls(self, slider: dict, style: dict) -> tuple[list, list]: raise NotImplementedError  # (the knob widgets, extra panels below)
     def knobs(self) -> dict: raise NotImplementedError
     def _decode(self, maps, knobs: dict): raise NotImplementedError
@@ -383,9 +384,9 @@ class BottomUpInspector(FigureWidget):
         key = (self.sample.value, self.source.value)
         if key not in self._maps:
             sc = self.scene(self.sample.value)
-            if self.source.value == 'ground truth': self._maps[key] = type(self).gt_maps(self.codec, sc)
-            elif self.model is not None: self._maps[key] = type(self).model_maps(self.model, sc)
-            else: self._maps[key] = type(self).simulated_maps(self.codec, sc, **{'seed': self.sample.value, **self.simulate})
+            if self.source.value == 'ground truth': self._maps[key] = self._gt_maps(sc)
+            elif self.model is not None: self._maps[key] = self._model_maps(sc)
+            else: self._maps[key] = self._simulated_maps(sc, **{'seed': self.sample.value, **self.simulate})
         return self._maps[key]
 
     def view(self):
@@ -399,8 +400,6 @@ class BottomUpInspector(FigureWidget):
 class GroupingInspector(BottomUpInspector):
     "Image, ground-truth or predicted maps, mode, threshold, top-k, dist_max, person threshold and a limb: candidates, offsets, the greedy pass's limbs and persons, live."
     codec_type, key_html = GuidingOffsetCodec, _KEY
-    gt_maps, simulated_maps, model_maps = staticmethod(gt_maps), staticmethod(simulated_maps), staticmethod(model_maps)
-    default_codec = staticmethod(lambda size: GuidingOffsetCodec(input_size=size))
 
     def __init__(self, scenes, codec: GuidingOffsetCodec | None = None, model=None, schema: KeypointSchema = COCO17,
                  source: str = 'ground truth', limb: int = -1, simulate: dict | None = None, max_cache: int = 64):
@@ -425,6 +424,10 @@ class GroupingInspector(BottomUpInspector):
         return dict(mode=self.mode.value, thr=round(float(self.thr.value), 6), topk=int(self.topk.value),
                     dist_max=float(self.dist_max.value), person_thr=round(float(self.person_thr.value), 6))
 
+    def default_codec(self, input_size) -> GuidingOffsetCodec: return GuidingOffsetCodec(input_size=input_size)
+    def _gt_maps(self, scene: Scene) -> dict: return gt_maps(self.codec, scene)
+    def _model_maps(self, scene: Scene) -> dict: return model_maps(self.model, scene)
+    def _simulated_maps(self, scene: Scene, **kw) -> dict: return simulated_maps(self.codec, scene, **kw)
     def _decode(self, maps: dict, knobs: dict) -> GroupingView: return decode_view(self.codec, maps, **knobs)
 
     def _draw(self):
@@ -612,8 +615,6 @@ _AE_KEY = ('<small>left: the image with each decoded person in its own colour (h
 class AEGroupingInspector(BottomUpInspector):
     "Image, ground-truth or predicted maps, adjust, threshold, top-k, tag threshold and a keypoint type: tags as a colour map and per person, the Hungarian costs, the persons, live."
     codec_type, key_html = AssociativeEmbeddingCodec, _AE_KEY
-    gt_maps, simulated_maps, model_maps = staticmethod(ae_gt_maps), staticmethod(ae_simulated_maps), staticmethod(ae_model_maps)
-    default_codec = staticmethod(associative_embedding)
 
     def __init__(self, scenes, codec: AssociativeEmbeddingCodec | None = None, model=None, schema: KeypointSchema = COCO17,
                  source: str = 'ground truth', keypoint: int = 0, simulate: dict | None = None, max_cache: int = 64):
@@ -637,6 +638,11 @@ class AEGroupingInspector(BottomUpInspector):
         "The decode knobs the controls set."
         return dict(adjust=self.adjust.value, det_thr=round(float(self.thr.value), 6), topk=int(self.topk.value),
                     tag_thr=round(float(self.tag_thr.value), 6), refine=bool(self.refine.value))
+
+    def default_codec(self, input_size) -> AssociativeEmbeddingCodec: return associative_embedding(input_size)
+    def _gt_maps(self, scene: Scene) -> list: return ae_gt_maps(self.codec, scene)
+    def _model_maps(self, scene: Scene) -> list: return ae_model_maps(self.model, scene)
+    def _simulated_maps(self, scene: Scene, **kw) -> list: return ae_simulated_maps(self.codec, scene, **kw)
 
     def _decode(self, maps: list, knobs: dict) -> AEView:
         return ae_decode_view(_ae_codec_for(self.codec, self.scene(self.sample.value)), maps, **knobs)
