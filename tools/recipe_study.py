@@ -42,7 +42,7 @@ CONFIGS: dict[str, dict] = {
     's2hm_min': dict(_FAST, **_ADAMW, stride=2, sigma=2., model_kw=dict(deconv_channels=(64, 64, 64, 32)), aug=_MIN),
     'flipaug': dict(_FAST, **_ADAMW, aug=dict(rot_prob=0., half_body_prob=0., scale_factor=0.)),  # flip only
     'wide_flip': dict(_FAST, **_ADAMW, arch='pose_resnet_small_w24', aug=dict(rot_prob=0., half_body_prob=0., scale_factor=0.)),
-    'n4000': dict(_FAST, **_ADAMW, n_train=4000, aug=_MIN, arch='pose_resnet_small_w24'),  # not run: see the docs page
+    'n4000': dict(_FAST, **_ADAMW, n_train=4000, aug=_MIN, arch='pose_resnet_small_w24'),  # not run here: the data runs went through posebench run train (docs page)
 }
 
 
